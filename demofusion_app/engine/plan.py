@@ -1,0 +1,213 @@
+"""From a request to a plan: stage sizes, dilation factors, views and UNet evaluations (ALGORITHM.md 1-4, 24, 28).
+
+Pure Python, no torch: the window shows the plan before the heavy libraries are loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .request import Request, RequestError
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What a model's shape says about sizes: VAE scale factor `f` and UNet window `P` (latent pixels)."""
+
+    vae_scale_factor: int = 8
+    window: int = 128
+
+    @property
+    def base(self) -> int:
+        """The trained resolution `x1 = P * f` in pixels."""
+        return self.window * self.vae_scale_factor
+
+    def default_stride(self) -> int:
+        return max(1, self.window // 2)
+
+
+SDXL = Geometry(8, 128)
+SD15 = Geometry(8, 64)
+SD21_768 = Geometry(8, 96)
+
+
+def window_count(length: int, window: int, stride: int) -> int:
+    """Windows along one axis of `length` latent pixels (rule 12)."""
+    if length > window:
+        return int((length - window) / stride - 1e-6) + 2
+    return 1
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pass of the sampler.
+
+    `kind` is "base" (plain sampling from noise, stage 1 of text to image, or direct inference) or
+    "demofusion" (skip residual, local windows and dilated sub-lattices). `dilation` is the factor k of rule 16.
+    """
+
+    index: int
+    height: int
+    width: int
+    latent_height: int
+    latent_width: int
+    dilation: int
+    kind: str
+    windows_h: int = 1
+    windows_w: int = 1
+    start_step: int = 0
+
+    @property
+    def windows(self) -> int:
+        return self.windows_h * self.windows_w
+
+    def views(self, dilated: bool = True) -> int:
+        """UNet evaluations per step (one CFG half); rule 28."""
+        if self.kind == "base":
+            return 1
+        return self.windows + (self.dilation * self.dilation if dilated else 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    height: int
+    width: int
+    steps: int
+    stages: tuple[Stage, ...]
+    cfg: bool
+    dilated: bool = True
+    source_size: tuple[int, int] | None = None  # (height, width) the picture enters at, image to image
+
+    @property
+    def stage_count(self) -> int:
+        return len(self.stages)
+
+    def steps_run(self, stage: Stage) -> int:
+        return self.steps - stage.start_step
+
+    def evaluations(self, stage: Stage) -> int:
+        """UNet evaluations of one stage, counting both CFG halves."""
+        return stage.views(self.dilated) * self.steps_run(stage) * (2 if self.cfg else 1)
+
+    @property
+    def total_evaluations(self) -> int:
+        return sum(self.evaluations(s) for s in self.stages)
+
+    def describe(self) -> str:
+        parts = [f"{s.width}x{s.height}" + (f" (k {s.dilation})" if s.kind != "base" else "")
+                 for s in self.stages]
+        return (f"{self.stage_count} stage{'s' if self.stage_count > 1 else ''}: "
+                f"{' -> '.join(parts)}; {self.total_evaluations} UNet evaluations")
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def _stage(index: int, h: int, w: int, k: int, kind: str, geo: Geometry, stride: int,
+           start: int = 0) -> Stage:
+    lh, lw = int(h / geo.vae_scale_factor), int(w / geo.vae_scale_factor)
+    if kind == "base":
+        nh = nw = 1
+    else:
+        nh = window_count(lh, geo.window, stride)
+        nw = window_count(lw, geo.window, stride)
+    return Stage(index, h, w, lh, lw, k, kind, nh, nw, start)
+
+
+def _rule2_size(k: int, height: int, width: int, geo: Geometry) -> tuple[int, int]:
+    """Rule 2: the long side at x1*k, the short side int(x1*k*aspect)."""
+    aspect = min(height, width) / max(height, width)
+    long_side = geo.base * k
+    short_side = int(long_side * aspect)
+    return (long_side, short_side) if height > width else (short_side, long_side)
+
+
+def text_sizes(height: int, width: int, geo: Geometry) -> list[tuple[int, int, int]]:
+    """(height, width, dilation) per stage for text to image (rules 1, 2 and 4)."""
+    x1 = geo.base
+    long_side = max(height, width)
+    stages_n = max(1, math.ceil(long_side / x1))
+    if stages_n == 1:
+        return [(height, width, 1)]
+    sizes: list[tuple[int, int, int]] = []
+    if long_side % x1 == 0:
+        sizes.append((height // stages_n, width // stages_n, 1))
+    else:
+        aspect = min(height, width) / long_side
+        short = _round8(x1 * aspect)
+        sizes.append((x1, short, 1) if height > width else (short, x1, 1))
+    for k in range(2, stages_n):
+        h, w = _rule2_size(k, height, width, geo)
+        sizes.append((h, w, k))
+    sizes.append((height, width, stages_n))
+    return sizes
+
+
+def entry_size(height: int, width: int, geo: Geometry) -> tuple[int, int]:
+    """The size a picture enters an upscale at (rule 24): its own, or brought down to the base area."""
+    area = height * width
+    base_area = geo.base * geo.base
+    if area > 1.5 * base_area:
+        s = math.sqrt(base_area / area)
+        return _round8(height * s), _round8(width * s)
+    return _round8(height), _round8(width)
+
+
+def upscale_target(request: Request, height: int, width: int) -> tuple[int, int]:
+    """Target size of an upscale of a `height` x `width` picture."""
+    if request.scale is not None:
+        return _round8(height * request.scale), _round8(width * request.scale)
+    assert request.height is not None and request.width is not None
+    return request.height, request.width
+
+
+def upscale_sizes(src_h: int, src_w: int, target_h: int, target_w: int,
+                  geo: Geometry) -> list[tuple[int, int, int]]:
+    """(height, width, dilation) per pass for image to image (rule 24)."""
+    x1 = geo.base
+    eh, ew = entry_size(src_h, src_w, geo)
+    passes = [(eh, ew, max(1, math.ceil(max(eh, ew) / x1)))]
+    entry_long, target_long = max(eh, ew), max(target_h, target_w)
+    for k in range(1, target_long // x1 + 2):
+        if entry_long < x1 * k < target_long:
+            h, w = _rule2_size(k, target_h, target_w, geo)
+            passes.append((h, w, k))
+    if (target_h, target_w) != (eh, ew):
+        passes.append((target_h, target_w, max(1, math.ceil(target_long / x1))))
+    return passes
+
+
+def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | None = None) -> Plan:
+    """The stage plan of a (validated) request; `source_size` is the picture's (height, width) to upscale."""
+    stride = request.stride if request.stride is not None else geo.default_stride()
+    if stride > geo.window:
+        raise RequestError("stride", f"Stride {stride} is wider than the model's window of "
+                                     f"{geo.window}; use at most {geo.window}.")
+    cfg = request.guidance > 1.0
+    if request.is_upscale:
+        if source_size is None:
+            raise ValueError("an upscale plan needs the picture's size")
+        th, tw = upscale_target(request, *source_size)
+        start = min(request.steps - 1, int((1 - request.strength) * request.steps))
+        if not request.progressive:
+            stages = (_stage(1, th, tw, 1, "base", geo, stride, start),)
+            eh_ew = (th, tw)
+        else:
+            sizes = upscale_sizes(*source_size, th, tw, geo)
+            stages = tuple(_stage(i + 1, h, w, k, "demofusion", geo, stride, start)
+                           for i, (h, w, k) in enumerate(sizes))
+            eh_ew = (sizes[0][0], sizes[0][1])
+        return Plan(th, tw, request.steps, stages, cfg, request.dilated, eh_ew)
+    assert request.height is not None and request.width is not None
+    h, w = request.height, request.width
+    if not request.progressive:
+        stages = (_stage(1, h, w, 1, "base", geo, stride),)
+    else:
+        sizes = text_sizes(h, w, geo)
+        stages = tuple(
+            _stage(i + 1, sh, sw, k, "base" if i == 0 else "demofusion", geo, stride)
+            for i, (sh, sw, k) in enumerate(sizes)
+        )
+    return Plan(h, w, request.steps, stages, cfg, request.dilated)
