@@ -1,0 +1,218 @@
+"""`demofusion-app bench`: where a run's time goes, per stage.
+
+Per stage: UNet evaluations and calls, seconds inside the UNet (CUDA events on a GPU), seconds outside it,
+decode seconds, and peak memory (CUDA max allocated on a GPU, process RSS high-water mark everywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class StageFigures:
+    stage: int
+    size: str
+    dilation: int
+    evaluations: int
+    calls: int
+    seconds: float
+    unet_seconds: float
+    other_seconds: float
+    decode_seconds: float
+    peak_gpu_mib: float | None
+    peak_rss_mib: float
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="a model to time (default: random weights, real SDXL shape on a "
+                                   "GPU, tiny on the CPU)")
+    p.add_argument("--width", type=int, help="default: 2x the model's base size")
+    p.add_argument("--height", type=int)
+    p.add_argument("--steps", type=int, help="default 50 on a GPU, 10 on the CPU")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
+    p.add_argument("--view-batch-size", type=int, default=16)
+    p.add_argument("--scheduler", default="euler")
+    p.add_argument("--repeat", type=int, default=1, help="runs to time (the first includes warm-up)")
+    p.add_argument("--no-decode", action="store_true", help="skip decoding the stages")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
+
+
+class UNetTimer:
+    """Forward hooks that time every UNet call without synchronising the step loop."""
+
+    def __init__(self, unet: Any, device: Any) -> None:
+        import torch
+
+        self.cuda = device.type == "cuda"
+        self.torch = torch
+        self.pairs: list[Any] = []
+        self.cpu_seconds = 0.0
+        self._t0 = 0.0
+        self.handles = [unet.register_forward_pre_hook(self._pre),
+                        unet.register_forward_hook(self._post)]
+
+    def _pre(self, module: Any, args: Any) -> None:
+        if self.cuda:
+            start = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            self.pairs.append([start, None])
+        else:
+            self._t0 = time.perf_counter()
+
+    def _post(self, module: Any, args: Any, output: Any) -> None:
+        if self.cuda:
+            end = self.torch.cuda.Event(enable_timing=True)
+            end.record()
+            self.pairs[-1][1] = end
+        else:
+            self.cpu_seconds += time.perf_counter() - self._t0
+
+    def take(self) -> float:
+        """Seconds spent in the UNet since the last call (synchronises once, at a stage boundary)."""
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            seconds = sum(s.elapsed_time(e) for s, e in self.pairs) / 1000.0
+            self.pairs = []
+            return seconds
+        seconds, self.cpu_seconds = self.cpu_seconds, 0.0
+        return seconds
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
+    import torch
+
+    from .models.device import choose_dtype, probe_device
+
+    facts = probe_device(args.device)
+    dtype = choose_dtype(facts, args.dtype)
+    if args.model:
+        from .models.loader import load_pipeline
+
+        loaded = load_pipeline(args.model, device=args.device, dtype=args.dtype, memory_mode="none")
+        return loaded.pipe, args.model
+    from .models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
+
+    if facts.kind == "cpu":
+        return build_tiny_pipeline("sdxl", 16).to(dtype=torch.float32), "tiny SDXL-shaped (random)"
+    return (build_sdxl_shaped_pipeline(facts.kind, dtype),
+            f"SDXL-shaped UNet+VAE (random weights, {str(dtype).replace('torch.', '')})")
+
+
+def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigures]:
+    import torch
+
+    from .engine.events import StageStarted
+    from .engine.generate import run_stages
+    from .engine.vae import decode_latents
+
+    device = torch.device(pipe._execution_device)
+    cuda = device.type == "cuda"
+    timer = UNetTimer(pipe.unet, device)
+    figures: list[StageFigures] = []
+    marks: dict[str, Any] = {"counts": (0, 0)}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, StageStarted):
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            timer.take()
+            marks["start"] = time.perf_counter()
+
+    try:
+        for out in run_stages(pipe, request, seed, emit=on_event):
+            if cuda:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - marks["start"]
+            unet_s = timer.take()
+            evals0, calls0 = marks["counts"]
+            marks["counts"] = (out.evaluations, out.calls)
+            decode_s = 0.0
+            if decode:
+                t0 = time.perf_counter()
+                decode_latents(pipe.vae, out.latents)
+                if cuda:
+                    torch.cuda.synchronize()
+                decode_s = time.perf_counter() - t0
+            peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+            s = out.stage
+            figures.append(StageFigures(s.index, f"{s.width}x{s.height}", s.dilation,
+                                        out.evaluations - evals0, out.calls - calls0, seconds,
+                                        unet_s, seconds - unet_s, decode_s, peak_gpu, _rss_mib()))
+    finally:
+        timer.remove()
+    return figures
+
+
+def _table(figures: list[StageFigures]) -> str:
+    head = (f"{'stage':>5} {'size':>11} {'k':>2} {'evals':>6} {'calls':>5} {'unet s':>8} "
+            f"{'other s':>8} {'decode s':>8} {'peak GPU MiB':>12} {'peak RSS MiB':>12}")
+    rows = [head]
+    for f in figures:
+        gpu = f"{f.peak_gpu_mib:12.0f}" if f.peak_gpu_mib is not None else f"{'-':>12}"
+        rows.append(f"{f.stage:>5} {f.size:>11} {f.dilation:>2} {f.evaluations:>6} {f.calls:>5} "
+                    f"{f.unet_seconds:8.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
+                    f"{f.peak_rss_mib:12.0f}")
+    unet = sum(f.unet_seconds for f in figures)
+    sampling = sum(f.seconds for f in figures)
+    decode = sum(f.decode_seconds for f in figures)
+    share = unet / sampling if sampling else 0.0
+    rows.append(f"total: sampling {sampling:.2f} s (UNet {unet:.2f} s, {share:.1%} of sampling), "
+                f"decode {decode:.2f} s, all {sampling + decode:.2f} s")
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .engine.generate import plan_for
+    from .engine.request import Request
+    from .engine.sampler import model_geometry
+
+    pipe, label = _pipeline(args)
+    pipe.set_progress_bar_config(disable=True)
+    geo = model_geometry(pipe)
+    device = torch.device(pipe._execution_device)
+    steps = args.steps or (50 if device.type != "cpu" else 10)
+    width = args.width or geo.base * 2
+    height = args.height or width
+    request = Request(prompt="a lighthouse on a cliff at dusk, detailed", width=width,
+                      height=height, steps=steps, guidance=7.5, seed=args.seed,
+                      view_batch_size=args.view_batch_size, scheduler=args.scheduler)
+    plan = plan_for(pipe, request)
+    print(f"model: {label}; device: {device} ({str(pipe.unet.dtype).replace('torch.', '')}); "
+          f"{width}x{height}, {steps} steps, view batch {args.view_batch_size}")
+    print(f"plan: {plan.describe()}")
+    runs = []
+    for n in range(max(1, args.repeat)):
+        t0 = time.perf_counter()
+        figures = run_once(pipe, request, not args.no_decode, args.seed)
+        wall = time.perf_counter() - t0
+        print(f"\nrun {n + 1}/{args.repeat}: {wall:.2f} s wall")
+        print(_table(figures))
+        runs.append({"wall_seconds": wall, "stages": [asdict(f) for f in figures]})
+    if args.json:
+        args.json.write_text(json.dumps({"model": label, "device": str(device),
+                                         "width": width, "height": height, "steps": steps,
+                                         "runs": runs}, indent=2))
+    return 0

@@ -1,0 +1,274 @@
+"""The headless commands: generate, upscale, bench, presets, models.
+
+Exit codes: 0 done; 1 unexpected failure (traceback only with --verbose); 2 a user error (one clear line);
+3 out of memory; 130 interrupted (stage images already written are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from . import APP_NAME, __version__
+from .engine.request import DEVICES, DTYPES, MEMORY_MODES, SCHEDULERS, Request, RequestError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
+
+# Flags whose value maps to a Request field of the same name (dest -> field).
+REQUEST_FLAGS = (
+    "prompt", "negative_prompt", "width", "height", "steps", "guidance", "guidance_rescale", "seed",
+    "scheduler", "stride", "view_batch_size", "cosine_scale_1", "cosine_scale_2", "cosine_scale_3",
+    "sigma", "jitter", "progressive", "skip_residual", "dilated", "blur", "scale", "strength",
+    "model", "vae", "device", "dtype", "memory_mode", "prediction_type",
+)
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, as for every user error
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
+    """Flags shared by generate and upscale. Defaults are None so presets can fill what is not given."""
+    g = p.add_argument_group("image")
+    g.add_argument("--model", help="diffusers folder, .safetensors file, or hub id (org/name)")
+    g.add_argument("--prompt", help="what to draw" + (" (default: read from the picture)" if upscale
+                                                      else ""))
+    g.add_argument("--negative-prompt", help="what to avoid")
+    g.add_argument("--width", type=int, help="output width in pixels (a multiple of 8)")
+    g.add_argument("--height", type=int, help="output height in pixels (a multiple of 8)")
+    if upscale:
+        g.add_argument("--scale", type=float, help="upscale factor, e.g. 2 (or give --width/--height)")
+        g.add_argument("--strength", type=float,
+                       help="how much each pass may change the picture, (0, 1]; default 1.0")
+    g.add_argument("--steps", type=int, help="denoising steps per stage (default 50)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5; "
+                                                   "1 or less turns guidance off)")
+    g.add_argument("--guidance-rescale", type=float, help="guidance rescale, 0-1 (default 0)")
+    g.add_argument("--seed", type=int, help="random seed (default: a new one, printed)")
+    g.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default euler)")
+    d = p.add_argument_group("DemoFusion")
+    d.add_argument("--stride", type=int, help="window stride in latent pixels (default: half window)")
+    d.add_argument("--view-batch-size", type=int, help="views per UNet call (default 16)")
+    d.add_argument("--cosine-scale-1", type=float, help="skip residual strength (default 3)")
+    d.add_argument("--cosine-scale-2", type=float, help="dilated sampling strength (default 1)")
+    d.add_argument("--cosine-scale-3", type=float, help="Gaussian filter strength (default 1)")
+    d.add_argument("--sigma", type=float, help="Gaussian filter std (default 0.8)")
+    d.add_argument("--no-jitter", dest="jitter", action="store_const", const=False,
+                   help="do not jitter the local windows")
+    a = p.add_argument_group("ablations (the paper's table)")
+    a.add_argument("--no-progressive", dest="progressive", action="store_const", const=False,
+                   help="plain sampling at the target size (direct inference)")
+    a.add_argument("--no-skip-residual", dest="skip_residual", action="store_const", const=False,
+                   help="no skip residual (c1 = 0)")
+    a.add_argument("--no-dilated", dest="dilated", action="store_const", const=False,
+                   help="local windows only, no dilated sampling (c2 = 0)")
+    a.add_argument("--no-blur", dest="blur", action="store_const", const=False,
+                   help="no Gaussian filter on the dilated views")
+    h = p.add_argument_group("model and hardware")
+    h.add_argument("--device", choices=DEVICES, help="default auto")
+    h.add_argument("--dtype", choices=DTYPES, help="default auto")
+    h.add_argument("--memory", dest="memory_mode", choices=MEMORY_MODES, help="default auto")
+    h.add_argument("--vae", help="a separate VAE (.safetensors file or diffusers folder)")
+    h.add_argument("--lora", action="append", default=[], metavar="FILE=WEIGHT",
+                   help="a LoRA file and its weight; repeatable")
+    h.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
+                   help="override for SD 2.x single files")
+    h.add_argument("--allow-pickle", action="store_true",
+                   help="allow .ckpt/.pt/.bin files (loaded with weights_only; still a risk)")
+    h.add_argument("--preset", help="start from a saved preset; flags given here win")
+    o = p.add_argument_group("output")
+    o.add_argument("--output", type=Path, help="the final .png (default: the output folder)")
+    o.add_argument("--overwrite", action="store_true", help="replace existing files")
+    o.add_argument("--save-latents", action="store_true",
+                   help="also write FILE.latents.safetensors with every stage's latents")
+    o.add_argument("--save-stages", action="store_true",
+                   help="also write FILE-stage1.png ... as stages finish")
+    o.add_argument("--no-metadata", action="store_true", help="do not write parameters into PNGs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="demofusion-app", description=f"{APP_NAME}: high-resolution images with "
+                     "DemoFusion. Without a command, opens the window.")
+    parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks of failures")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    gen = sub.add_parser("generate", help="text to image")
+    add_generation_args(gen, upscale=False)
+    gen.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
+    up = sub.add_parser("upscale", help="upscale an existing picture")
+    up.add_argument("image", type=Path, help="PNG, JPEG or WebP picture")
+    add_generation_args(up, upscale=True)
+    up.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
+    bench = sub.add_parser("bench", help="time the sampler and report where time goes")
+    from .bench import add_arguments
+
+    add_arguments(bench)
+    for module in ("cli_presets", "cli_models"):
+        try:
+            mod = __import__(f"demofusion_app.{module}", fromlist=["add_parser"])
+        except ImportError:  # pragma: no cover - both ship with the package
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> Request:
+    """Request fields from the flags that were given, on top of the preset (if any) and the defaults."""
+    given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "lora", None):
+        from .models.adapters import parse_lora_arg
+
+        try:
+            given["loras"] = tuple(parse_lora_arg(text) for text in args.lora)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    if getattr(args, "image", None) is not None:
+        given["init_image"] = str(args.image)
+    values: dict[str, Any] = {}
+    if getattr(args, "preset", None):
+        values.update(_preset_values(args.preset, given))
+    values.update(given)
+    if args.command == "upscale" and "scale" in values and ("width" in given or "height" in given):
+        if "scale" not in given:
+            values.pop("scale")  # an explicit size beats a preset's scale
+        else:
+            raise UsageError("Give either --scale or --width/--height, not both.")
+    return Request.from_dict(values)
+
+
+def _preset_values(name: str, explicit: dict[str, Any]) -> dict[str, Any]:
+    from .store import presets as store_presets
+
+    try:
+        return dict(store_presets.values_for_cli(name, explicit))
+    except KeyError as exc:
+        raise UsageError(f"No preset named {name!r}; see 'demofusion-app presets list'.") from exc
+
+
+def _install_interrupt(cancel: Any) -> None:
+    """First Ctrl-C cancels at the next UNet call; a second one stops at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\nCancelling after the current UNet call... (Ctrl-C again to stop now)",
+              file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_generation(args: argparse.Namespace) -> int:
+    from .cli_progress import TerminalProgress
+    from .engine.events import CancelToken
+    from .jobs import JobOptions, run_job
+
+    request = request_from_args(args)
+    if args.output is None:
+        raise UsageError("Say where to write the image: --output FILE.png")
+    if args.output.suffix.lower() != ".png":
+        raise UsageError(f"--output must end in .png, not {args.output.name!r}; "
+                         f"try {args.output.with_suffix('.png').name}.")
+    from .engine.request import validate
+    from .jobs import new_seed
+
+    validate(request)
+    if request.seed is None and not request.is_upscale:
+        request = request.replace(seed=new_seed())
+        print(f"Seed: {request.seed}", file=sys.stderr)
+    if args.output.exists() and not args.overwrite:
+        raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
+    options = JobOptions(output=args.output, save_stages=args.save_stages,
+                         save_latents=args.save_latents, overwrite=args.overwrite,
+                         write_metadata=not args.no_metadata, preview_every=0)
+    cancel = CancelToken()
+    _install_interrupt(cancel)
+    progress = TerminalProgress(sys.stderr)
+    try:
+        result = run_job(request, options, progress, cancel)
+    finally:
+        progress.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if result.cancelled:
+        kept = ", ".join(str(p) for p in result.stage_paths) or "none"
+        print(f"Cancelled. Stage images kept: {kept}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if request.is_upscale:
+        print(f"Seed: {result.seed}", file=sys.stderr)
+    print(str(result.path))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the headless commands (argv without the program name)."""
+    _quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        if args.command in ("generate", "upscale"):
+            return run_generation(args)
+        if args.command == "bench":
+            from .bench import run as run_bench
+
+            return run_bench(args)
+        if args.command == "presets":
+            from .cli_presets import run as run_presets
+
+            return run_presets(args)
+        from .cli_models import run as run_models
+
+        return run_models(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        return _report(exc, verbose)
+
+
+def _report(exc: Exception, verbose: bool) -> int:
+    from .jobs import OutOfMemory
+
+    try:
+        from .jobs import user_errors
+
+        expected: tuple[type[Exception], ...] = user_errors()
+    except ImportError:  # pragma: no cover
+        expected = (RequestError,)
+    if verbose:
+        traceback.print_exc()
+    if isinstance(exc, OutOfMemory):
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_OOM
+    if isinstance(exc, expected):
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"error: {type(exc).__name__}: {exc}" + ("" if verbose else
+          " (run with --verbose for details)"), file=sys.stderr)
+    return EXIT_FAILURE

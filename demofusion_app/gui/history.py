@@ -1,0 +1,55 @@
+"""Recent results in the output folder and the parameters stored in them (no Qt here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from demofusion_app.engine.request import Request
+
+STAGE_FILE = re.compile(r"-stage\d+$")
+REQUEST_FIELDS = {f.name for f in dataclasses.fields(Request)}
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    path: Path
+    modified: float
+    parameters: dict[str, Any] | None
+
+    @property
+    def prompt(self) -> str:
+        prompt = (self.parameters or {}).get("prompt")
+        return prompt if isinstance(prompt, str) else ""
+
+
+def read_parameters(path: Path) -> dict[str, Any] | None:
+    """Request fields stored in a picture (ours in full; other tools' prompt, seed, size...), or None."""
+    from demofusion_app.imaging.metadata import read_metadata
+
+    try:
+        found = read_metadata(path)
+    except Exception:  # a broken or foreign file simply has nothing to restore
+        return None
+    if found.request:
+        params = {k: v for k, v in found.request.items() if k in REQUEST_FIELDS}
+        if params.get("seed") is None and found.seed is not None:
+            params["seed"] = found.seed
+        return params
+    if not found.found:
+        return None
+    common = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height")
+    return {k: getattr(found, k) for k in common if getattr(found, k) is not None}
+
+
+def recent_images(folder: Path, limit: int = 30) -> list[HistoryEntry]:
+    """The newest final images (stage images left out) in `folder`, newest first."""
+    try:
+        files = [p for p in folder.glob("*.png") if p.is_file() and not STAGE_FILE.search(p.stem)]
+    except OSError:
+        return []
+    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [HistoryEntry(p, p.stat().st_mtime, read_parameters(p)) for p in files[:limit]]

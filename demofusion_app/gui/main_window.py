@@ -1,0 +1,558 @@
+"""The main window: layout and wiring of the panels, the run controller and the store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, Qt, QUrl, Slot
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from demofusion_app import APP_NAME
+from demofusion_app.engine.plan import Geometry
+from demofusion_app.engine.request import Request, RequestError
+from demofusion_app.store.preset_store import PresetStore
+from demofusion_app.store.presets import Preset
+from demofusion_app.store.settings import SettingsStore
+
+from . import run_setup
+from .banner import Banner
+from .demofusion_panel import DemoFusionPanel
+from .diagnostics import diagnostics_text, setup_logging
+from .fields import FieldRegistry, name_control
+from .first_run import FirstRunDialog, needs_first_run, remember
+from .hardware_panel import HardwarePanel
+from .history_panel import HistoryPanel
+from .messages import RunEvent, RunFailure, RunMessage
+from .model_list import geometry_of
+from .model_picker import ModelPicker
+from .notify import Notifier
+from .params_panel import ParamsPanel
+from .preset_bar import PresetBar
+from .progress_panel import ProgressPanel
+from .prompt_panel import PromptPanel
+from .viewer_slot import make_viewer
+from .worker import JobFunction, RunController
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT_MS = 3000
+FINAL = "Final"
+
+
+class MainWindow(QMainWindow):
+    """DemoFusion Studio's window. `job` replaces the real job (tests pass a scripted one)."""
+
+    def __init__(
+        self,
+        settings: SettingsStore,
+        presets: PresetStore,
+        job: JobFunction | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(APP_NAME)
+        self.setObjectName("main_window")
+        self.settings = settings
+        self.presets = presets
+        self.log_file = setup_logging(settings.paths.log_dir)
+        self.controller = RunController(job, parent=self)
+        self.notifier = Notifier(self)
+        self.fields = FieldRegistry()
+        self.last_error: str | None = None
+        self.last_image: QImage | None = None
+        self.last_path: str | None = None
+        self.last_request: Request | None = None
+        self._stage_paths: dict[str, str] = {}
+        self._geometry = geometry_of("")
+        self._close_pending = False
+        self._build()
+        self._wire()
+        self._restore()
+        for warning in [*settings.take_warnings(), *presets.take_warnings()]:
+            self.banner.show_message(warning, kind="info")
+
+    # Layout --------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.model_picker = ModelPicker(self.fields)
+        self.preset_bar = PresetBar(self.presets, self.stored_values)
+        self.prompt_panel = PromptPanel(self.fields)
+        self.params = ParamsPanel(self.fields)
+        self.demofusion = DemoFusionPanel(self.fields)
+        self.hardware = HardwarePanel(self.fields)
+
+        form = QWidget()
+        column = QVBoxLayout(form)
+        for title, widget in (("Model", self.model_picker), ("Preset", self.preset_bar)):
+            column.addWidget(_heading(title))
+            column.addWidget(widget)
+        column.addWidget(self.prompt_panel)
+        column.addWidget(self.params)
+        column.addWidget(_line())
+        column.addWidget(self.demofusion)
+        column.addWidget(_line())
+        column.addWidget(self.hardware)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(form)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.generate_button = name_control(
+            QPushButton("Generate"), "generate", "Make the picture (Ctrl+Enter)"
+        )
+        self.generate_button.setDefault(True)
+        self.generate_button.setMinimumHeight(36)
+        self.generate_button.setStyleSheet("font-weight: bold;")
+        self.cancel_button = name_control(
+            QPushButton("Cancel"), "cancel", "Stop the run; finished stages stay on disk (Esc)"
+        )
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setMinimumHeight(36)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(scroll, 1)
+        left_layout.addLayout(buttons)
+        left.setMinimumWidth(380)
+
+        self.banner = Banner()
+        self.viewer = make_viewer()
+        self.progress = ProgressPanel()
+        self.open_folder_button = name_control(
+            QPushButton("Open output folder"),
+            "open_folder",
+            "Show the folder the pictures are saved in",
+        )
+        self.copy_button = name_control(
+            QPushButton("Copy image"), "copy_image", "Copy the last picture to the clipboard"
+        )
+        self.copy_button.setEnabled(False)
+        actions = QHBoxLayout()
+        actions.addStretch(1)
+        actions.addWidget(self.copy_button)
+        actions.addWidget(self.open_folder_button)
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.addWidget(self.banner)
+        centre_layout.addWidget(self.viewer, 1)
+        centre_layout.addWidget(self.progress)
+        centre_layout.addLayout(actions)
+
+        self.history = HistoryPanel()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(centre)
+        self.splitter.addWidget(self.history)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([400, 900, 240])
+        self.setCentralWidget(self.splitter)
+        self._menus()
+        self.resize(1560, 960)
+
+    def _menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.generate_action = _action(self, "&Generate", "Ctrl+Return", self.generate)
+        self.cancel_action = _action(self, "&Cancel run", "Esc", self.cancel)
+        self.cancel_action.setEnabled(False)
+        file_menu.addAction(self.generate_action)
+        file_menu.addAction(self.cancel_action)
+        file_menu.addSeparator()
+        file_menu.addAction(_action(self, "&Open output folder", None, self.open_output_folder))
+        file_menu.addAction(_action(self, "Copy &image", "Ctrl+Shift+C", self.copy_image))
+        file_menu.addSeparator()
+        file_menu.addAction(_action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close))
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(_action(self, "Copy &diagnostics", None, self.copy_diagnostics))
+        help_menu.addAction(_action(self, "Open &log folder", None, self.open_log_folder))
+
+    def _wire(self) -> None:
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_folder_button.clicked.connect(self.open_output_folder)
+        self.copy_button.clicked.connect(self.copy_image)
+        self.banner.copy_diagnostics.connect(self.copy_diagnostics)
+        self.controller.message.connect(self.on_message)
+        self.controller.errored.connect(self.on_errored)
+        self.controller.running_changed.connect(self._running_changed)
+        self.model_picker.changed.connect(self._model_changed)
+        self.preset_bar.chosen.connect(self.apply_preset)
+        self.preset_bar.failed.connect(lambda text: self.banner.show_message(text))
+        self.params.changed.connect(self.refresh_plan)
+        self.demofusion.changed.connect(self.refresh_plan)
+        self.progress.thumbnail_clicked.connect(self.show_stage)
+        self.history.restore_requested.connect(self.restore_parameters)
+        self.history.show_requested.connect(self.show_file)
+
+    # Values -------------------------------------------------------------------------------------------
+    def collect_values(self) -> dict[str, Any]:
+        """Every request field the form holds (seed as typed)."""
+        values: dict[str, Any] = {"model": self.model_picker.model()}
+        for panel in (self.prompt_panel, self.params, self.demofusion, self.hardware):
+            values.update(panel.values())
+        return values
+
+    def stored_values(self) -> dict[str, Any]:
+        """The form's fields as they are stored (last parameters, presets): seed a number or None."""
+        values = self.collect_values()
+        try:
+            values["seed"] = run_setup.parse_seed(values.get("seed"))
+        except RequestError:
+            values["seed"] = None
+        return values
+
+    def apply_values(self, values: dict[str, Any]) -> None:
+        """Put stored request fields back in the form (unknown or ill-typed ones are skipped)."""
+        for panel in (self.prompt_panel, self.params, self.demofusion, self.hardware):
+            panel.apply(values)
+        model = values.get("model")
+        if isinstance(model, str) and model:
+            self.model_picker.set_model(model)
+        self.refresh_plan()
+
+    @Slot(object)
+    def apply_preset(self, preset: Preset | None) -> None:
+        if preset is not None:
+            self.apply_values(preset.resolve(self._geometry))
+
+    @Slot(dict)
+    def restore_parameters(self, values: dict[str, Any]) -> None:
+        self.apply_values(values)
+        self.banner.show_message("Settings restored from the picture.", kind="info")
+
+    def _model_changed(self, model: str) -> None:
+        self._geometry = geometry_of(model, self.model_picker.family(model))
+        self.params.set_geometry(self._geometry)
+        self.refresh_plan()
+
+    @property
+    def geometry_for_plan(self) -> Geometry:
+        return self._geometry
+
+    def refresh_plan(self) -> None:
+        """Validate as the form changes: the plan when it is valid, else the message under the field."""
+        self.fields.clear()
+        try:
+            _request, plan = run_setup.build_request(self.collect_values(), self._geometry)
+        except RequestError as exc:
+            self.params.set_plan_text("")
+            self.fields.show(exc.field, str(exc), focus=False)
+            return
+        self.params.set_plan_text(plan.describe())
+
+    # Running ------------------------------------------------------------------------------------------
+    def show_error(self, error: RequestError) -> None:
+        """Under the field it names, or in the banner when the field is not on screen."""
+        if not self.fields.show(error.field, str(error)):
+            self.banner.show_message(str(error))
+
+    @Slot()
+    def generate(self) -> bool:
+        """Check the form and start a run; False (with the reason shown) when it cannot start."""
+        if self.controller.running:
+            return False
+        self.fields.clear()
+        self.banner.hide()
+        try:
+            request, plan = run_setup.build_request(self.collect_values(), self._geometry)
+            run_setup.require_model(request)
+        except RequestError as exc:
+            self.show_error(exc)
+            return False
+        request = run_setup.with_seed(request)
+        folder = Path(self.settings.get("output_folder")).expanduser()
+        problem = run_setup.disk_space_problem(folder, run_setup.estimate_bytes(plan))
+        if problem:
+            self.banner.show_message(problem)
+            return False
+        name = self.settings.file_name(
+            when=datetime.now(),
+            seed=request.seed,
+            prompt=request.prompt,
+            width=plan.width,
+            height=plan.height,
+            model=request.model,
+        )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.banner.show_message(
+                f"The output folder {folder} cannot be created ({exc.strerror}); "
+                "choose another one in the settings."
+            )
+            return False
+        options = {
+            "output": run_setup.output_file(folder, name),
+            "save_stages": True,
+            "write_metadata": bool(self.settings.get("write_metadata")),
+            "preview_every": run_setup.preview_every(request.steps),
+        }
+        self.last_request = request
+        self.params.set_last_seed(int(request.seed or 0))
+        self._remember_parameters()
+        self.settings.add_recent_model(request.model)
+        self._save_settings()
+        self._stage_paths.clear()
+        self.viewer.clear()
+        self.progress.start(plan.total_evaluations, plan.describe())
+        log.info("run started: %s -> %s", plan.describe(), options["output"])
+        self.controller.start(request, options)
+        return True
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.controller.running:
+            self.controller.cancel()
+            self.progress.status.setText("Stopping after the current step…")
+
+    @Slot(bool)
+    def _running_changed(self, running: bool) -> None:
+        self.generate_button.setEnabled(not running)
+        self.generate_action.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.cancel_action.setEnabled(running)
+        if not running and self._close_pending:
+            self.close()
+
+    @Slot(object)
+    def on_message(self, message: RunMessage) -> None:
+        e = message.payload
+        kind = message.event
+        if kind is RunEvent.STAGE_STARTED:
+            self.progress.stage_started(e.stage, e.stages, e.width, e.height)
+        elif kind is RunEvent.STEP:
+            self.progress.step(
+                e.stage, e.stages, e.step, e.steps, e.evaluations_done, e.evaluations_total
+            )
+        elif kind is RunEvent.PREVIEW and message.image is not None:
+            self.progress.show_preview(message.image)
+        elif kind is RunEvent.STAGE_FINISHED:
+            name = FINAL if e.stage == e.stages else f"Stage {e.stage}"
+            self.progress.add_stage(name, message.thumbnail, e.path)
+            if e.path:
+                self._stage_paths[name] = e.path
+            if message.tiled is not None:
+                self.viewer.add_image(name, message.tiled)
+        elif kind is RunEvent.FINISHED:
+            self._finished(message)
+        elif kind is RunEvent.CANCELLED:
+            kept = len(e.stage_paths)
+            note = f"; {kept} finished stage image{'s' if kept != 1 else ''} kept" if kept else ""
+            self.progress.stop(f"Cancelled{note}.")
+            log.info("run cancelled at stage %s step %s", e.stage, e.step)
+
+    def _finished(self, message: RunMessage) -> None:
+        e = message.payload
+        self.last_image = message.image
+        self.last_path = e.path
+        self.copy_button.setEnabled(message.image is not None)
+        if message.image is not None and FINAL not in self._stage_paths:
+            self.viewer.add_image(FINAL, message.image)
+        where = f" · saved as {Path(e.path).name}" if e.path else ""
+        self.progress.finish(f"Done in {e.seconds:.1f} s (seed {e.seed}){where}")
+        self.params.set_last_seed(e.seed)
+        if e.path:
+            self.history.add_result(e.path, message.thumbnail)
+        log.info("run finished in %.1f s: %s", e.seconds, e.path)
+        self.notifier.notify(APP_NAME, f"Your picture is ready{where}.")
+
+    @Slot(object)
+    def on_errored(self, failure: RunFailure) -> None:
+        self.last_error = f"{failure.message}\n\n{failure.details}"
+        self.progress.stop("Stopped by an error.")
+        if failure.field and self.fields.show(failure.field, failure.message):
+            return
+        self.banner.show_message(failure.message, "" if failure.expected else failure.details)
+        log.error("run failed: %s\n%s", failure.message, failure.details)
+
+    # Pictures -------------------------------------------------------------------------------------------
+    @Slot(str)
+    def show_stage(self, name: str) -> None:
+        """Show a stage (or the final picture) large, alone."""
+        if name in self.viewer.names:
+            self.viewer.show_single(name)
+
+    @Slot(str)
+    def show_file(self, path: str) -> None:
+        name = Path(path).name
+        self.viewer.add_image(name, path)
+        self.last_image = QImage(path)
+        self.last_path = path
+        self.copy_button.setEnabled(not self.last_image.isNull())
+
+    def output_folder(self) -> Path:
+        return Path(self.settings.get("output_folder")).expanduser()
+
+    @Slot()
+    def open_output_folder(self) -> None:
+        folder = self.output_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    @Slot()
+    def open_log_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_file.parent)))
+
+    @Slot()
+    def copy_image(self) -> None:
+        if self.last_image is not None and not self.last_image.isNull():
+            QGuiApplication.clipboard().setImage(self.last_image)
+            self.progress.status.setText("Picture copied to the clipboard.")
+
+    @Slot()
+    def copy_diagnostics(self) -> None:
+        text = diagnostics_text(self.settings.as_dict(), self.last_error, self.log_file)
+        QGuiApplication.clipboard().setText(text)
+        self.progress.status.setText("Diagnostics copied to the clipboard.")
+
+    def open_images(self, paths: list[str]) -> None:
+        """Pictures to upscale (command line, and later drops); shown with a note until that flow lands."""
+        if paths:
+            names = ", ".join(Path(p).name for p in paths)
+            self.banner.show_message(
+                f"Upscaling {names} from the window is not available in this version yet; use "
+                "`demofusion-app upscale` on the command line.",
+                kind="info",
+            )
+
+    # First run ----------------------------------------------------------------------------------------
+    def first_run_dialog(self) -> FirstRunDialog | None:
+        """Open (non-blocking) the first-run dialog when no model is configured; None otherwise."""
+        if not needs_first_run(self.settings):
+            return None
+        dialog = FirstRunDialog(self)
+        dialog.finished.connect(lambda result: self._first_run_done(dialog, result))
+        dialog.open()
+        return dialog
+
+    def _first_run_done(self, dialog: FirstRunDialog, result: int) -> None:
+        choice = dialog.choice()
+        remember(self.settings, choice)
+        self.model_picker.populate(
+            self.settings.get("recent_models"), self.settings.get("model_folders")
+        )
+        if choice.model:
+            self.model_picker.set_model(choice.model)
+
+    # Settings -----------------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        s = self.settings
+        self.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
+        self.hardware.apply({"device": s.get("device"), "memory_mode": s.get("memory_mode")})
+        last = s.get("last_parameters")
+        if last:
+            self.apply_values(last)
+        model = (last or {}).get("model") or s.get("default_model") or ""
+        if model:
+            self.model_picker.set_model(model)
+        ui = s.get("ui")
+        self.demofusion.set_expanded(bool(ui.get("demofusion_open", False)))
+        if isinstance(ui.get("splitter"), list):
+            self.splitter.setSizes([int(x) for x in ui["splitter"]])
+        geometry = s.get("window_geometry")
+        if geometry:
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        self.history.load(self.output_folder())
+        self.refresh_plan()
+
+    def _remember_parameters(self) -> None:
+        values = self.stored_values()
+        self.settings.set("last_parameters", values)
+        self.settings.update(device=values["device"], memory_mode=values["memory_mode"])
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as exc:
+            log.warning("settings not saved: %s", exc)
+
+    def save_state(self) -> None:
+        """Last parameters, window geometry and panel state into the settings file."""
+        self._remember_parameters()
+        ui = {
+            **self.settings.get("ui"),
+            "demofusion_open": self.demofusion.expanded,
+            "splitter": self.splitter.sizes(),
+        }
+        self.settings.set("ui", ui)
+        self.settings.set("window_geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
+        model = self.model_picker.model()
+        if model:
+            self.settings.set("default_model", model)
+        self._save_settings()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.controller.running:
+            self.controller.cancel()
+            if not self.controller.wait(CLOSE_WAIT_MS):
+                # The current UNet call is still going: close as soon as the run stops.
+                self._close_pending = True
+                self.progress.status.setText("Stopping the run, then closing…")
+                event.ignore()
+                return
+        self.save_state()
+        event.accept()
+
+    # Background -----------------------------------------------------------------------------------------
+    def start_background_imports(self) -> threading.Thread:
+        """Import torch and diffusers in the background so the first run starts sooner."""
+        thread = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)
+        thread.start()
+        return thread
+
+
+def _warm_imports() -> None:
+    try:
+        from demofusion_app import jobs
+
+        jobs.warm_imports()
+    except Exception:  # the first run will report the same problem in words
+        log.exception("background import failed")
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setStyleSheet("font-weight: bold;")
+    return label
+
+
+def _line() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+
+
+def _action(window: QMainWindow, text: str, shortcut: Any, slot: Any) -> QAction:
+    action = QAction(text, window)
+    if shortcut is not None:
+        action.setShortcut(QKeySequence(shortcut))
+    action.triggered.connect(slot)
+    window.addAction(action)
+    return action

@@ -1,0 +1,136 @@
+"""The one message type that flows from the run worker to the window.
+
+Engine events are plain values with PIL images; the worker wraps each in a `RunMessage` and turns its
+pictures into QImages (safe off the GUI thread, unlike QPixmap) and viewer tiles, so the GUI thread only
+shows them.
+"""
+
+from __future__ import annotations
+
+import enum
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtGui import QImage
+
+from demofusion_app.engine import events as ev
+
+
+class RunEvent(enum.Enum):
+    """What a message reports."""
+
+    STAGE_STARTED = "stage_started"
+    STEP = "step"
+    PREVIEW = "preview"
+    STAGE_FINISHED = "stage_finished"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+_KINDS: dict[type, RunEvent] = {
+    ev.StageStarted: RunEvent.STAGE_STARTED,
+    ev.StepDone: RunEvent.STEP,
+    ev.StagePreview: RunEvent.PREVIEW,
+    ev.StageFinished: RunEvent.STAGE_FINISHED,
+    ev.Finished: RunEvent.FINISHED,
+    ev.RunCancelled: RunEvent.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """One engine event (`payload`) with its kind and, for events that carry a picture, a QImage of it."""
+
+    event: RunEvent
+    payload: Any
+    image: QImage | None = None  # a preview, or the final picture in full
+    thumbnail: QImage | None = None  # stage and final pictures, at most THUMBNAIL pixels
+    tiled: Any = None  # the viewer's TiledImage of a stage picture, cut in the worker thread
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """An exception caught in the worker: `message` for the artist, `details` (a traceback) on demand.
+
+    `expected` is true for errors a person can cause and fix (the job's USER_ERRORS); those show without
+    a traceback.
+    """
+
+    message: str
+    details: str
+    expected: bool
+    exception_type: str
+    field: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, expected: bool) -> RunFailure:
+        details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        text = str(exc).strip()
+        if expected and text:
+            message = text
+        else:
+            name = type(exc).__name__
+            message = (
+                f"Something went wrong while making the picture ({name}: {text or 'no message'}). "
+                "Try again; if it keeps happening, use Help > Copy diagnostics and report it."
+            )
+        field = getattr(exc, "field", None)
+        return cls(
+            message,
+            details,
+            expected,
+            type(exc).__name__,
+            field if isinstance(field, str) else None,
+        )
+
+
+def pil_to_qimage(image: Any) -> QImage:
+    """A deep-copied RGBA QImage of a PIL image (works in any thread)."""
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    qimage = QImage(data, rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888)
+    return qimage.copy()
+
+
+THUMBNAIL = 256
+
+
+def _pil_of(event: Any) -> Any:
+    """The event's PIL picture, loaded from its path when the event carries only that."""
+    if getattr(event, "image", None) is not None:
+        return event.image
+    path = getattr(event, "path", None)
+    if path:
+        from PIL import Image
+
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    return None
+
+
+def _thumbnail(image: Any) -> QImage:
+    small = image.copy()
+    small.thumbnail((THUMBNAIL, THUMBNAIL))
+    return pil_to_qimage(small)
+
+
+def message_for(event: Any) -> RunMessage:
+    """Wrap an engine event, converting its pictures here (in the worker thread) so the GUI thread only
+    shows them: a preview as is, a stage as a thumbnail plus the viewer's tiles, the final picture in full
+    (for the clipboard) with a thumbnail. Raises TypeError for anything that is not a run event."""
+    kind = _KINDS.get(type(event))
+    if kind is None:
+        raise TypeError(f"not a run event: {event!r}")
+    if kind is RunEvent.PREVIEW:
+        return RunMessage(kind, event, pil_to_qimage(event.image))
+    if kind not in (RunEvent.STAGE_FINISHED, RunEvent.FINISHED):
+        return RunMessage(kind, event)
+    pil = _pil_of(event)
+    if pil is None:
+        return RunMessage(kind, event)
+    if kind is RunEvent.FINISHED:
+        return RunMessage(kind, event, pil_to_qimage(pil), thumbnail=_thumbnail(pil))
+    from .tiles import TiledImage
+
+    return RunMessage(kind, event, thumbnail=_thumbnail(pil), tiled=TiledImage.from_source(pil))

@@ -1,0 +1,202 @@
+"""Size, steps, guidance, seed and scheduler, with the stage plan shown before running."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from demofusion_app.engine.plan import SDXL, Geometry
+from demofusion_app.engine.request import MAX_SIDE, MAX_STEPS, SCHEDULERS
+
+from .fields import FieldRegistry, FieldRow, name_control
+
+# (label, width, height); "x k of base" choices are added from the model's geometry.
+COMMON_SIZES = (
+    ("2048 x 2048", 2048, 2048),
+    ("3072 x 3072", 3072, 3072),
+    ("4096 x 4096", 4096, 4096),
+    ("2560 x 1440 (16:9)", 2560, 1440),
+    ("3840 x 2160 (4K 16:9)", 3840, 2160),
+    ("1440 x 2560 (9:16)", 1440, 2560),
+    ("3072 x 2048 (3:2)", 3072, 2048),
+)
+BASE_MULTIPLES = (2, 3, 4)
+CUSTOM = "Custom size"
+
+
+class ParamsPanel(QWidget):
+    """The run's main numbers. `changed` fires on any edit, so the window can refresh the plan."""
+
+    changed = Signal()
+
+    def __init__(self, fields: FieldRegistry, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._geometry = SDXL
+        self._last_seed: int | None = None
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+
+        self.size_choice = name_control(
+            QComboBox(), "size_choice", "Common sizes, or a multiple of the model's own resolution"
+        )
+        self.width = self._side("width")
+        self.height = self._side("height")
+        size_row = QWidget()
+        size_layout = QHBoxLayout(size_row)
+        size_layout.setContentsMargins(0, 0, 0, 0)
+        size_layout.addWidget(fields.add("width", FieldRow(self.width)))
+        size_layout.addWidget(QLabel("x"))
+        size_layout.addWidget(fields.add("height", FieldRow(self.height)))
+        self.plan = name_control(QLabel(), "plan")
+        self.plan.setWordWrap(True)
+        self.plan.setStyleSheet("color: palette(mid);")
+
+        self.steps = name_control(QSpinBox(), "steps", "Denoising steps per stage; more is slower")
+        self.steps.setRange(1, MAX_STEPS)
+        self.steps.setValue(50)
+        self.guidance = name_control(
+            QDoubleSpinBox(),
+            "guidance",
+            "How closely to follow the prompt (7.5 is usual; 1 turns it off)",
+        )
+        self.guidance.setRange(0.0, 50.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setValue(7.5)
+        self.seed = name_control(
+            QLineEdit(), "seed", "The same seed and settings give the same picture; empty = random"
+        )
+        self.seed.setPlaceholderText("random")
+        self.random_seed = name_control(
+            QPushButton("Random"), "random_seed", "Use a new seed each run"
+        )
+        self.reuse_seed = name_control(
+            QPushButton("Reuse last"), "reuse_seed", "Use the seed of the last run"
+        )
+        self.reuse_seed.setEnabled(False)
+        seed_row = QWidget()
+        seed_layout = QHBoxLayout(seed_row)
+        seed_layout.setContentsMargins(0, 0, 0, 0)
+        seed_layout.addWidget(fields.add("seed", FieldRow(self.seed)), 1)
+        seed_layout.addWidget(self.random_seed)
+        seed_layout.addWidget(self.reuse_seed)
+        self.scheduler = name_control(QComboBox(), "scheduler", "The sampler that steps the noise")
+        self.scheduler.addItems(SCHEDULERS)
+
+        form.addRow("Size", self.size_choice)
+        form.addRow("", size_row)
+        form.addRow("", self.plan)
+        form.addRow("Steps", fields.add("steps", FieldRow(self.steps)))
+        form.addRow("Guidance", fields.add("guidance", FieldRow(self.guidance)))
+        form.addRow("Seed", seed_row)
+        form.addRow("Scheduler", fields.add("scheduler", FieldRow(self.scheduler)))
+
+        self._fill_sizes()
+        self.size_choice.activated.connect(self._size_chosen)
+        self.random_seed.clicked.connect(self.seed.clear)
+        self.reuse_seed.clicked.connect(self._reuse)
+        for signal in (
+            self.width.valueChanged,
+            self.height.valueChanged,
+            self.steps.valueChanged,
+            self.guidance.valueChanged,
+            self.seed.textChanged,
+            self.scheduler.currentIndexChanged,
+        ):
+            signal.connect(self.changed)
+        self.width.valueChanged.connect(self._sync_choice)
+        self.height.valueChanged.connect(self._sync_choice)
+        self.width.setValue(2048)
+        self.height.setValue(2048)
+
+    def _side(self, name: str) -> QSpinBox:
+        box = name_control(
+            QSpinBox(),
+            name,
+            f"{name.capitalize()} of the final picture in pixels (a multiple of 8)",
+        )
+        box.setRange(8, MAX_SIDE)
+        box.setSingleStep(64)
+        box.setSuffix(" px")
+        return box
+
+    def _sizes(self) -> list[tuple[str, int, int]]:
+        base = self._geometry.base
+        multiples = [
+            (f"x{k} of base ({base * k} x {base * k})", base * k, base * k) for k in BASE_MULTIPLES
+        ]
+        return [*multiples, *COMMON_SIZES]
+
+    def _fill_sizes(self) -> None:
+        self.size_choice.blockSignals(True)
+        self.size_choice.clear()
+        for label, w, h in self._sizes():
+            self.size_choice.addItem(label, (w, h))
+        self.size_choice.addItem(CUSTOM, None)
+        self.size_choice.blockSignals(False)
+        self._sync_choice()
+
+    def _size_chosen(self, index: int) -> None:
+        data = self.size_choice.itemData(index)
+        if data:
+            self.width.setValue(data[0])
+            self.height.setValue(data[1])
+
+    def _sync_choice(self) -> None:
+        wanted = (self.width.value(), self.height.value())
+        for i in range(self.size_choice.count()):
+            if self.size_choice.itemData(i) == wanted:
+                self.size_choice.setCurrentIndex(i)
+                return
+        self.size_choice.setCurrentIndex(self.size_choice.count() - 1)
+
+    def _reuse(self) -> None:
+        if self._last_seed is not None:
+            self.seed.setText(str(self._last_seed))
+
+    def set_geometry(self, geometry: Geometry) -> None:
+        """The model's shape changed: offer multiples of its own base resolution."""
+        if geometry != self._geometry:
+            self._geometry = geometry
+            self._fill_sizes()
+
+    def set_last_seed(self, seed: int) -> None:
+        self._last_seed = seed
+        self.reuse_seed.setEnabled(True)
+        self.reuse_seed.setToolTip(f"Use the seed of the last run ({seed})")
+
+    def set_plan_text(self, text: str) -> None:
+        self.plan.setText(text)
+
+    def values(self) -> dict[str, object]:
+        """Field values; `seed` is the raw text ("" for random), the window turns it into a number."""
+        return {
+            "width": self.width.value(),
+            "height": self.height.value(),
+            "steps": self.steps.value(),
+            "guidance": round(self.guidance.value(), 4),
+            "seed": self.seed.text().strip(),
+            "scheduler": self.scheduler.currentText(),
+        }
+
+    def apply(self, values: dict[str, object]) -> None:
+        for name in ("width", "height", "steps"):
+            value = values.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                getattr(self, name).setValue(value)
+        if isinstance(values.get("guidance"), (int, float)):
+            self.guidance.setValue(float(values["guidance"]))  # type: ignore[arg-type]
+        if "seed" in values:
+            seed = values["seed"]
+            self.seed.setText("" if seed is None else str(seed))
+        if values.get("scheduler") in SCHEDULERS:
+            self.scheduler.setCurrentText(str(values["scheduler"]))

@@ -1,0 +1,153 @@
+"""Progress of a run: stage k of S, step i of N, the UNet-evaluation bar, elapsed and ETA, the live preview
+and a strip of stage thumbnails (click one to see it large)."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QWidget,
+)
+
+from .fields import name_control
+
+PREVIEW_SIZE = 180
+THUMB_SIZE = 96
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
+    """Time left if the rest goes at the pace so far; None before anything is done."""
+    if done <= 0 or total <= 0:
+        return None
+    return elapsed * max(0, total - done) / done
+
+
+class ProgressPanel(QWidget):
+    """Shows one run at a time; `thumbnail_clicked` carries the stage's name (e.g. "Stage 2")."""
+
+    thumbnail_clicked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.bar = name_control(
+            QProgressBar(), "progress", "UNet evaluations done of the whole run"
+        )
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("%p%")
+        self.status = name_control(QLabel("Ready"), "status")
+        self.times = name_control(QLabel(""), "times")
+        self.preview = name_control(QLabel(), "live_preview", "What the picture looks like so far")
+        self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setStyleSheet("background: palette(dark); border-radius: 4px;")
+        self.strip = name_control(
+            QListWidget(), "stage_strip", "Each finished stage; click one to see it large"
+        )
+        self.strip.setViewMode(QListView.ViewMode.IconMode)
+        self.strip.setFlow(QListView.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.strip.setFixedHeight(THUMB_SIZE + 40)
+        self.strip.setMovement(QListView.Movement.Static)
+        grid.addWidget(self.preview, 0, 0, 4, 1)
+        grid.addWidget(self.status, 0, 1)
+        grid.addWidget(self.bar, 1, 1)
+        grid.addWidget(self.times, 2, 1)
+        grid.addWidget(self.strip, 3, 1)
+        grid.setColumnStretch(1, 1)
+        self.strip.itemClicked.connect(lambda item: self.thumbnail_clicked.emit(item.text()))
+        self._started: float | None = None
+        self._done = 0
+        self._total = 0
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(500)
+        self._ticker.timeout.connect(self._update_times)
+
+    # A run ------------------------------------------------------------------------------------------
+    def start(self, total_evaluations: int, description: str) -> None:
+        self.strip.clear()
+        self.preview.clear()
+        self._started = time.monotonic()
+        self._done, self._total = 0, max(1, total_evaluations)
+        self.bar.setRange(0, self._total)
+        self.bar.setValue(0)
+        self.status.setText(f"Starting: {description}")
+        self.times.setText("Loading the model…")
+        self._ticker.start()
+
+    def stage_started(self, stage: int, stages: int, width: int, height: int) -> None:
+        self.status.setText(f"Stage {stage} of {stages} ({width} x {height})")
+
+    def step(self, stage: int, stages: int, step: int, steps: int, done: int, total: int) -> None:
+        self._done, self._total = done, max(1, total)
+        self.bar.setRange(0, self._total)
+        self.bar.setValue(min(done, self._total))
+        self.status.setText(f"Stage {stage} of {stages} · step {step} of {steps}")
+        self._update_times()
+
+    def show_preview(self, image: QImage) -> None:
+        pixmap = QPixmap.fromImage(image).scaled(
+            PREVIEW_SIZE,
+            PREVIEW_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        self.preview.setPixmap(pixmap)
+
+    def add_stage(self, name: str, image: QImage | None, path: str | None) -> None:
+        item = QListWidgetItem(name)
+        if image is not None:
+            thumb = QPixmap.fromImage(image).scaled(
+                THUMB_SIZE,
+                THUMB_SIZE,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+            item.setIcon(QIcon(thumb))
+            self.show_preview(image)
+        item.setData(Qt.ItemDataRole.UserRole, path)
+        item.setToolTip(path or name)
+        self.strip.addItem(item)
+
+    def finish(self, text: str) -> None:
+        self._ticker.stop()
+        self.bar.setValue(self.bar.maximum())
+        self.status.setText(text)
+        self._update_times(final=True)
+
+    def stop(self, text: str) -> None:
+        """A run ended without finishing (cancelled or failed)."""
+        self._ticker.stop()
+        self.status.setText(text)
+        self._update_times(final=True)
+
+    def elapsed(self) -> float:
+        return 0.0 if self._started is None else time.monotonic() - self._started
+
+    def _update_times(self, final: bool = False) -> None:
+        if self._started is None:
+            return
+        elapsed = self.elapsed()
+        text = f"Elapsed {format_seconds(elapsed)}"
+        left = None if final else eta_seconds(elapsed, self._done, self._total)
+        if left is not None:
+            text += f" · about {format_seconds(left)} left"
+        self.times.setText(text)

@@ -1,0 +1,96 @@
+"""From the form to a run: the request, the seed, the output file and the disk-space check (no Qt)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from demofusion_app.engine.plan import Geometry, Plan, make_plan
+from demofusion_app.engine.request import MAX_SEED, Request, RequestError, validate
+
+PNG_OVERHEAD = 64 * 1024
+SPARE_BYTES = 200 * 1024 * 1024
+
+
+def parse_seed(text: object) -> int | None:
+    """The seed typed in the form: "" is random (None), else a whole number in range."""
+    if text is None or isinstance(text, int):
+        return text  # type: ignore[return-value]
+    raw = str(text).strip()
+    if not raw:
+        return None
+    try:
+        seed = int(raw)
+    except ValueError:
+        raise RequestError(
+            "seed",
+            f"Seed {raw!r} is not a whole number; type one such as 1234, "
+            "or leave it empty for a new seed each run.",
+        ) from None
+    if not 0 <= seed <= MAX_SEED:
+        raise RequestError("seed", f"Seed {seed} is out of range; use 0 to {MAX_SEED}.")
+    return seed
+
+
+def build_request(values: dict[str, Any], geometry: Geometry) -> tuple[Request, Plan]:
+    """A validated request and its plan; RequestError names the field to fix."""
+    fields = dict(values)
+    fields["seed"] = parse_seed(fields.get("seed"))
+    request = validate(Request.from_dict(fields), window=geometry.window)
+    return request, make_plan(request, geometry)
+
+
+def require_model(request: Request) -> None:
+    if not request.model.strip():
+        raise RequestError(
+            "model",
+            "Choose a model first: pick a checkpoint file or folder with the "
+            "buttons next to the Model box, or type a hub id.",
+        )
+
+
+def with_seed(request: Request) -> Request:
+    """The request with a concrete seed (a new random one when it has none), so it can be reused."""
+    if request.seed is not None:
+        return request
+    return request.replace(seed=random.SystemRandom().randrange(2**32))
+
+
+def estimate_bytes(plan: Plan, save_stages: bool = True) -> int:
+    """Bytes the run writes at most: every stage image and the final one, as uncompressed RGB."""
+    stages = sum(s.width * s.height * 3 + PNG_OVERHEAD for s in plan.stages) if save_stages else 0
+    return stages + plan.width * plan.height * 3 + PNG_OVERHEAD
+
+
+def disk_space_problem(folder: Path, needed: int, spare: int = SPARE_BYTES) -> str | None:
+    """A message when the disk holding `folder` has less than `needed` plus `spare` bytes free."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None  # cannot tell; the write itself will say
+    if free >= needed + spare:
+        return None
+    return (
+        f"The disk holding {folder} has {free / 2**20:.0f} MB free, and this picture needs about "
+        f"{(needed + spare) / 2**20:.0f} MB. Free some space, choose another output folder in the "
+        "settings, or make a smaller picture."
+    )
+
+
+def output_file(folder: Path, name: str) -> Path:
+    """`folder/name.png`, or `name-2.png` ... when taken (stage files too)."""
+    candidate, number = folder / f"{name}.png", 2
+    while candidate.exists() or (folder / f"{candidate.stem}-stage1.png").exists():
+        candidate = folder / f"{name}-{number}.png"
+        number += 1
+    return candidate
+
+
+def preview_every(steps: int) -> int:
+    """Steps between live previews: every step for short runs, every 4 for long ones."""
+    return max(1, min(4, steps // 8))

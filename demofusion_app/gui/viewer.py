@@ -1,0 +1,757 @@
+"""The zoomable tile viewer, and the comparison of two images of a run.
+
+Modes: wipe, side by side, hold to toggle, single.
+
+`ComparisonViewer` is the widget the window places (objectName ``viewer``). It holds the named
+images of a run, shows "before" (by default stage 1) at the geometry of the largest image so both
+overlap pixel for pixel, and compares it with "after" (by default the final). `ImageView` is one
+QGraphicsView of it; the arithmetic lives in `compare.py`, the tiling in `tiles.py`, the export in
+`viewer_export.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from demofusion_app.gui.compare import (
+    FIXED_ZOOMS,
+    MODE_TITLES,
+    MODES,
+    ViewerError,
+    ViewState,
+    check_mode,
+    clamp_zoom,
+    comparison_geometry,
+    default_pair,
+    fit_zoom,
+    smooth_for_zoom,
+    wheel_zoom,
+    wipe_fraction,
+    wipe_geometry,
+    zoom_about,
+    zoom_label,
+)
+from demofusion_app.gui.tiles import ImageLayer, ImageSource, TiledImage
+from demofusion_app.gui.viewer_export import (
+    BACKGROUND,
+    ExportError,
+    Region,
+    compose_side_by_side,
+    compose_wipe,
+    render_region,
+    save_png,
+)
+
+EMPTY_TEXT = "Your picture will appear here."
+
+HANDLE_GRAB_PX = 8
+"""How near (view pixels) to the wipe divider a press grabs it instead of panning."""
+
+_ZOOM_KEYS = {Qt.Key.Key_1: 1.0, Qt.Key.Key_2: 2.0, Qt.Key.Key_4: 4.0}
+
+
+class ImageView(QGraphicsView):
+    """One view of the comparison scene: zoom about the cursor, hand-drag pan, fit, wipe divider.
+
+    Emits `stateChanged` whenever its region (center or zoom) changes and `holdChanged(bool)` while
+    the right mouse button or the space key is held.
+    """
+
+    stateChanged = Signal()
+    holdChanged = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setBackgroundBrush(BACKGROUND)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        # Panning is by hand drag; without scroll bars the viewport keeps one size at every zoom.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # `set_zoom` anchors zoom itself (exact under the cursor, testable without a mouse), and
+        # `resizeEvent` keeps the region.
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.PreventContextMenu)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.geometry_size: tuple[int, int] = (0, 0)
+        self.fit_mode = True
+        self.wipe_on = False
+        self.wipe_fraction = 0.5
+        self.captions: tuple[str, str] = ("", "")
+        self.empty_text = ""
+        self._dragging_divider = False
+        self._quiet = 0
+        self._wanted = ViewState(0.0, 0.0, 1.0, fit=True)
+        self.scene().setSceneRect(QRectF(0, 0, 1, 1))
+
+    # ----- region ---------------------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        """Screen pixels per scene pixel."""
+        return self.transform().m11()
+
+    def _to_scene(self, point: QPointF) -> QPointF:
+        inverse, _ = self.viewportTransform().inverted()
+        return inverse.map(point)
+
+    def _viewport_center(self) -> QPointF:
+        vp = self.viewport()
+        return QPointF(vp.width() / 2.0, vp.height() / 2.0)
+
+    def state(self) -> ViewState:
+        """The region shown now."""
+        center = self._to_scene(self._viewport_center())
+        return ViewState(center.x(), center.y(), self.zoom(), self.fit_mode)
+
+    def visible_scene_rect(self) -> tuple[float, float, float, float]:
+        """The scene rect (x, y, w, h) the viewport covers."""
+        vp = self.viewport()
+        top_left = self._to_scene(QPointF(0, 0))
+        zoom = self.zoom()
+        return (top_left.x(), top_left.y(), vp.width() / zoom, vp.height() / zoom)
+
+    def set_geometry(self, size: tuple[int, int]) -> None:
+        """Make the scene `size` (w, h) pixels: the comparison geometry."""
+        self.geometry_size = size
+        self.scene().setSceneRect(QRectF(0, 0, max(1, size[0]), max(1, size[1])))
+
+    def apply_state(self, state: ViewState) -> None:
+        """Show the region `state` describes (fit: the whole scene in this viewport)."""
+        self._quiet += 1
+        try:
+            self.fit_mode = state.fit
+            if state.fit:
+                w, h = self.geometry_size
+                vp = self.viewport()
+                zoom = fit_zoom(w, h, vp.width(), vp.height())
+                center = QPointF(w / 2.0, h / 2.0)
+            else:
+                zoom = state.zoom
+                center = QPointF(state.center_x, state.center_y)
+            self.setTransform(QTransform.fromScale(zoom, zoom))
+            self.centerOn(center)
+            self._after_change()
+        finally:
+            self._quiet -= 1
+        # The region asked for, kept even where this viewport cannot reach it (the scene fits in
+        # it): a later resize returns to it.
+        self._wanted = ViewState(center.x(), center.y(), zoom, state.fit)
+        self.stateChanged.emit()
+
+    def set_zoom(self, zoom: float, anchor: QPointF | None = None) -> None:
+        """Zoom to `zoom`; the scene point under `anchor` (view pixels; default: center) stays."""
+        new = clamp_zoom(zoom)
+        old_state = self.state()
+        anchor = self._viewport_center() if anchor is None else anchor
+        anchor_scene = self._to_scene(anchor)
+        cx, cy = zoom_about(
+            (old_state.center_x, old_state.center_y),
+            (anchor_scene.x(), anchor_scene.y()),
+            old_state.zoom,
+            new,
+        )
+        self.apply_state(ViewState(cx, cy, new, fit=False))
+
+    def fit(self) -> None:
+        """Show the whole scene, and keep doing so when the view is resized."""
+        self.apply_state(ViewState(0, 0, 1.0, fit=True))
+
+    def _after_change(self) -> None:
+        zoom = self.zoom()
+        smooth = smooth_for_zoom(zoom)
+        for item in self.scene().items():
+            if isinstance(item, ImageLayer):
+                item.update_for_zoom(zoom, smooth)
+        self._update_wipe()
+
+    # ----- wipe -----------------------------------------------------------------------------------
+
+    def before_layer(self) -> ImageLayer | None:
+        """The layer of the "before" image in this view's scene, if any."""
+        for item in self.scene().items():
+            if isinstance(item, ImageLayer) and item.data(0) == "before":
+                return item
+        return None
+
+    def divider_x(self) -> float:
+        """The wipe divider's x in view pixels."""
+        return self.wipe_fraction * self.viewport().width()
+
+    def set_wipe(self, on: bool, fraction: float | None = None) -> None:
+        """Turn the wipe on or off, optionally moving the divider to `fraction` of the width."""
+        self.wipe_on = on
+        if not on:
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+        if fraction is not None:
+            self.wipe_fraction = min(1.0, max(0.0, fraction))
+        self._update_wipe()
+
+    def _update_wipe(self) -> None:
+        layer = self.before_layer()
+        if layer is not None:
+            if self.wipe_on:
+                left = self._to_scene(QPointF(0, 0)).x()
+                geometry = wipe_geometry(
+                    self.wipe_fraction,
+                    self.viewport().width(),
+                    left,
+                    self.zoom(),
+                    self.geometry_size,
+                )
+                layer.set_clip(geometry.before_clip)
+            else:
+                layer.set_clip(None)
+        self.viewport().update()
+
+    # ----- painting -------------------------------------------------------------------------------
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.save()
+        painter.resetTransform()
+        vp = self.viewport()
+        if self.wipe_on:
+            x = self.divider_x()
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            painter.setPen(QPen(QColor(0, 0, 0, 140), 3))
+            painter.drawLine(QPointF(x, 0), QPointF(x, vp.height()))
+            painter.setPen(QPen(QColor(255, 255, 255), 1))
+            painter.drawLine(QPointF(x, 0), QPointF(x, vp.height()))
+            mid = vp.height() / 2.0
+            painter.setBrush(QColor(255, 255, 255))
+            painter.setPen(QPen(QColor(0, 0, 0, 160), 1))
+            painter.drawEllipse(QPointF(x, mid), 9, 9)
+            painter.setPen(QPen(QColor(40, 40, 40), 1.5))
+            painter.drawLine(QPointF(x - 4, mid), QPointF(x - 1, mid - 3))
+            painter.drawLine(QPointF(x - 4, mid), QPointF(x - 1, mid + 3))
+            painter.drawLine(QPointF(x + 4, mid), QPointF(x + 1, mid - 3))
+            painter.drawLine(QPointF(x + 4, mid), QPointF(x + 1, mid + 3))
+        if self.empty_text:
+            painter.setPen(QColor(187, 187, 187))
+            painter.drawText(
+                QRectF(0, 0, vp.width(), vp.height()), Qt.AlignmentFlag.AlignCenter, self.empty_text
+            )
+        self._draw_caption(painter, self.captions[0], 8, False)
+        self._draw_caption(painter, self.captions[1], vp.width() - 8, True)
+        painter.restore()
+
+    def _draw_caption(self, painter: QPainter, text: str, x: float, right: bool) -> None:
+        if not text:
+            return
+        metrics = painter.fontMetrics()
+        w = metrics.horizontalAdvance(text) + 12
+        h = metrics.height() + 6
+        left = x - w if right else x
+        painter.fillRect(QRectF(left, 8, w, h), QColor(0, 0, 0, 150))
+        painter.setPen(QColor(235, 235, 235))
+        painter.drawText(QPointF(left + 6, 8 + 3 + metrics.ascent()), text)
+
+    # ----- events ---------------------------------------------------------------------------------
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        if self._quiet:
+            return
+        self._wanted = self.state()
+        self._update_wipe()
+        self.stateChanged.emit()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        # Qt's own resize anchor drifts when the scene was smaller than the old viewport; go back to
+        # the region last asked for instead, so showing or hiding the second view keeps the region.
+        self._quiet += 1
+        try:
+            super().resizeEvent(event)
+        finally:
+            self._quiet -= 1
+        self.apply_state(self._wanted)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        delta = event.angleDelta().y()
+        if delta == 0:
+            event.ignore()
+            return
+        self.set_zoom(wheel_zoom(self.zoom(), delta), event.position())
+        event.accept()
+
+    def _near_divider(self, x: float) -> bool:
+        return self.wipe_on and abs(x - self.divider_x()) <= HANDLE_GRAB_PX
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.RightButton:
+            self.holdChanged.emit(True)
+            event.accept()
+            return
+        if event.button() == Qt.MouseButton.LeftButton and self._near_divider(event.position().x()):
+            self._dragging_divider = True
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        x = event.position().x()
+        if self._dragging_divider:
+            self.set_wipe(True, wipe_fraction(x, self.viewport().width()))
+            event.accept()
+            return
+        if self.wipe_on and not event.buttons():
+            shape = (
+                Qt.CursorShape.SplitHCursor
+                if self._near_divider(x)
+                else Qt.CursorShape.OpenHandCursor
+            )
+            self.viewport().setCursor(shape)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.RightButton:
+            self.holdChanged.emit(False)
+            event.accept()
+            return
+        if self._dragging_divider and event.button() == Qt.MouseButton.LeftButton:
+            self._dragging_divider = False
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key == Qt.Key.Key_Space:
+            if not event.isAutoRepeat():
+                self.holdChanged.emit(True)
+            event.accept()
+        elif key in (Qt.Key.Key_F, Qt.Key.Key_0):
+            self.fit()
+        elif key in _ZOOM_KEYS:
+            self.set_zoom(_ZOOM_KEYS[key])
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.set_zoom(wheel_zoom(self.zoom(), 120))
+        elif key == Qt.Key.Key_Minus:
+            self.set_zoom(wheel_zoom(self.zoom(), -120))
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space:
+            if not event.isAutoRepeat():
+                self.holdChanged.emit(False)
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+
+class ComparisonViewer(QWidget):
+    """The viewer of a run: a toolbar and one or two `ImageView`s comparing two named images.
+
+    Modes: "single" shows the "after" image; "wipe" splits before|after at a draggable divider;
+    "side_by_side" shows both in two views locked to the same region; "toggle" shows "after" and,
+    while the right mouse button, the space key or the Hold button is held, "before". Every image is
+    shown at the geometry of the largest one, so a stage 1 image overlaps the final exactly.
+    `zoomChanged(zoom)` reports the zoom in screen pixels per pixel of that geometry.
+    """
+
+    zoomChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("viewer")
+        self._images: dict[str, TiledImage] = {}
+        self._before: str | None = None
+        self._after: str | None = None
+        self._auto_pair = True
+        self._mode = "wipe"
+        self._held = False
+        self._syncing = False
+        self._last_zoom = 0.0
+        self.geometry_size: tuple[int, int] = (0, 0)
+
+        self.primary = ImageView(self)
+        self.primary.setObjectName("viewerPrimary")
+        self.secondary = ImageView(self)
+        self.secondary.setObjectName("viewerSecondary")
+        self.secondary.hide()
+        for view in (self.primary, self.secondary):
+            view.stateChanged.connect(
+                self._on_primary_state if view is self.primary else self._on_secondary_state
+            )
+            view.holdChanged.connect(self._set_held)
+        self.setFocusProxy(self.primary)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self._build_toolbar())
+        views = QHBoxLayout()
+        views.setContentsMargins(0, 0, 0, 0)
+        views.setSpacing(2)
+        views.addWidget(self.primary, 1)
+        views.addWidget(self.secondary, 1)
+        layout.addLayout(views, 1)
+        self._apply_mode()
+        self._update_zoom_label()
+
+    # ----- toolbar --------------------------------------------------------------------------------
+
+    def _tool_button(self, text: str, name: str, tip: str) -> QToolButton:
+        button = QToolButton(self)
+        button.setText(text)
+        button.setObjectName(name)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        return button
+
+    def _build_toolbar(self) -> QToolBar:
+        # A QToolBar folds what does not fit behind its extension button; the viewer stays narrow.
+        bar = QToolBar(self)
+        bar.setObjectName("viewerToolbar")
+        bar.setMovable(False)
+        bar.setFloatable(False)
+        self.mode_buttons: dict[str, QToolButton] = {}
+        self._mode_group = QButtonGroup(self)
+        self._mode_group.setExclusive(True)
+        tips = {
+            "single": "Show one image",
+            "wipe": "Split the two images at a divider you can drag",
+            "side_by_side": "Two views locked to the same region and zoom",
+            "toggle": "Show the after image; hold the right mouse button or Space to see before",
+        }
+        for mode in MODES:
+            button = self._tool_button(MODE_TITLES[mode], f"viewerMode_{mode}", tips[mode])
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
+            self._mode_group.addButton(button)
+            self.mode_buttons[mode] = button
+            bar.addWidget(button)
+        bar.addSeparator()
+        fit = self._tool_button("Fit", "viewerFit", "Fit the whole image (F or 0)")
+        fit.clicked.connect(self.primary.fit)
+        bar.addWidget(fit)
+        self.zoom_buttons = {"fit": fit}
+        for zoom in FIXED_ZOOMS:
+            key = int(zoom)
+            button = self._tool_button(
+                f"{key * 100}%", f"viewerZoom{key * 100}", f"Zoom to {key * 100}% ({key})"
+            )
+            button.clicked.connect(lambda _=False, z=zoom: self.primary.set_zoom(z))
+            self.zoom_buttons[str(key * 100)] = button
+            bar.addWidget(button)
+        self.zoom_label = QLabel(self)
+        self.zoom_label.setObjectName("viewerZoomLabel")
+        self.zoom_label.setMinimumWidth(70)
+        self.zoom_label.setToolTip("Zoom: screen pixels per pixel of the largest image")
+        bar.addWidget(self.zoom_label)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Before ", self))
+        self.before_combo = QComboBox(self)
+        self.before_combo.setObjectName("viewerBefore")
+        self.before_combo.setToolTip("The image to compare against (by default stage 1)")
+        self.before_combo.activated.connect(self._on_combo)
+        bar.addWidget(self.before_combo)
+        bar.addWidget(QLabel(" After ", self))
+        self.after_combo = QComboBox(self)
+        self.after_combo.setObjectName("viewerAfter")
+        self.after_combo.setToolTip("The image to look at (by default the final)")
+        self.after_combo.activated.connect(self._on_combo)
+        bar.addWidget(self.after_combo)
+        self.hold_button = QPushButton("Hold", self)
+        self.hold_button.setToolTip(
+            "Hold to see the before image (or hold Space, or the right button)"
+        )
+        self.hold_button.setObjectName("viewerHold")
+        self.hold_button.pressed.connect(lambda: self._set_held(True))
+        self.hold_button.released.connect(lambda: self._set_held(False))
+        self._hold_action = bar.addWidget(self.hold_button)
+        spacer = QWidget(self)
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        bar.addWidget(spacer)
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.setObjectName("viewerExport")
+        self.export_button.setToolTip("Save what the comparison shows now as a PNG")
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+        bar.addWidget(self.export_button)
+        return bar
+
+    # ----- public API -----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """The mode chosen: "single", "wipe", "side_by_side" or "toggle"."""
+        return self._mode
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the images held, in the order they came."""
+        return list(self._images)
+
+    def current_name(self) -> str | None:
+        """The name of the image looked at ("after"), or None when there is none."""
+        return self._after
+
+    @property
+    def pair(self) -> tuple[str | None, str | None]:
+        """The (before, after) names compared now."""
+        return self._before, self._after
+
+    def set_images(self, images: list[tuple[str, ImageSource]]) -> None:
+        """Replace all images with the named images of a run; compare the first against the last."""
+        tiled = [(name, TiledImage.from_source(source)) for name, source in images]
+        self._images = dict(tiled)
+        self._auto_pair = True
+        self._refresh(keep_state=False)
+
+    def add_image(self, name: str, image: ImageSource) -> None:
+        """Add (or replace) one named image as a run finishes a stage; the comparison follows."""
+        tiled = TiledImage.from_source(image)
+        self._images[name] = tiled
+        self._refresh(keep_state=True)
+
+    def show_single(self, name: str) -> None:
+        """Show the image `name` alone."""
+        if name not in self._images:
+            known = ", ".join(self._images) or "none yet"
+            raise ViewerError(f"No image named {name!r} in the viewer; the images are: {known}.")
+        self._after = name
+        self._auto_pair = name == self.names[-1] and self._before == self.names[0]
+        self._refresh(keep_state=True)
+        self.set_mode("single")
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the comparison mode, keeping the region in view."""
+        check_mode(mode)
+        state = self.primary.state()
+        self._mode = mode
+        self._held = False
+        self._apply_mode()
+        self.primary.apply_state(state)
+
+    def set_pair(self, before: str, after: str) -> None:
+        """Compare the image `before` against the image `after` (names as given to the viewer)."""
+        for name in (before, after):
+            if name not in self._images:
+                known = ", ".join(self._images) or "none yet"
+                raise ViewerError(
+                    f"No image named {name!r} in the viewer; the images are: {known}."
+                )
+        self._before, self._after = before, after
+        self._auto_pair = False
+        self._refresh(keep_state=True)
+
+    def clear(self) -> None:
+        """Forget every image."""
+        self._images = {}
+        self._auto_pair = True
+        self._refresh(keep_state=False)
+
+    def export_comparison(self, path: str | Path) -> Path:
+        """Write what the comparison shows now (region and zoom) as a PNG; return the file written.
+
+        Wipe mode exports the wipe; side by side and toggle export the two images side by side;
+        single mode exports the one image shown.
+        """
+        if not self._images or self._after is None:
+            raise ViewerError("There is nothing to export yet; wait for a stage to finish.")
+        mode = self._effective_mode()
+        geometry = self.geometry_size
+        view = self.primary
+        region = Region(
+            view.visible_scene_rect(),
+            (view.viewport().width(), view.viewport().height()),
+            view.zoom(),
+        )
+        after = render_region(self._images[self._after], geometry, region)
+        if mode == "single" or self._before is None:
+            image = after
+        else:
+            captions = (self._before, self._after)
+            if mode == "wipe":
+                before = render_region(self._images[self._before], geometry, region)
+                image = compose_wipe(before, after, view.divider_x(), captions)
+            else:
+                before = render_region(self._images[self._before], geometry, region)
+                if mode == "side_by_side":
+                    other = self.secondary
+                    right_region = Region(
+                        other.visible_scene_rect(),
+                        (other.viewport().width(), other.viewport().height()),
+                        other.zoom(),
+                    )
+                    after = render_region(self._images[self._after], geometry, right_region)
+                image = compose_side_by_side(before, after, captions)
+        return save_png(image, path)
+
+    # ----- internals ------------------------------------------------------------------------------
+
+    def _effective_mode(self) -> str:
+        if self._before is None or self._after is None or self._before == self._after:
+            return "single"
+        return self._mode
+
+    def _refresh(self, keep_state: bool) -> None:
+        names = self.names
+        if self._auto_pair or self._before not in self._images or self._after not in self._images:
+            pair = default_pair(names)
+            self._before, self._after = pair if pair else (None, None)
+        for combo, current in ((self.before_combo, self._before), (self.after_combo, self._after)):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current is not None:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        old_geometry = self.geometry_size
+        state = self.primary.state()
+        geometry = comparison_geometry([(t.width, t.height) for t in self._images.values()])
+        if keep_state and old_geometry != (0, 0):
+            state = state.rescaled(old_geometry, geometry)
+        else:
+            state = ViewState(0, 0, 1.0, fit=True)
+        self.geometry_size = geometry
+        for view in (self.primary, self.secondary):
+            view.set_geometry(geometry)
+        self._build_layers()
+        self._apply_mode()
+        self.primary.apply_state(state)
+
+    def _build_layers(self) -> None:
+        for view in (self.primary, self.secondary):
+            scene = view.scene()
+            for item in scene.items():
+                if isinstance(item, ImageLayer):
+                    scene.removeItem(item)
+        if self._after is None:
+            return
+        geometry = self.geometry_size
+        for view, role, name, z in (
+            (self.primary, "after", self._after, 0),
+            (self.primary, "before", self._before, 1),
+            (self.secondary, "after", self._after, 0),
+        ):
+            if name is None:
+                continue
+            layer = ImageLayer(self._images[name], geometry)
+            layer.setData(0, role)
+            layer.setZValue(z)
+            view.scene().addItem(layer)
+
+    def _layer(self, view: ImageView, role: str) -> ImageLayer | None:
+        for item in view.scene().items():
+            if isinstance(item, ImageLayer) and item.data(0) == role:
+                return item
+        return None
+
+    def _apply_mode(self) -> None:
+        mode = self._effective_mode()
+        for name, button in self.mode_buttons.items():
+            button.setChecked(name == self._mode)
+        before = self._layer(self.primary, "before")
+        after = self._layer(self.primary, "after")
+        if before is not None:
+            before.setVisible(mode in ("wipe", "side_by_side") or (mode == "toggle" and self._held))
+        if after is not None:
+            after.setVisible(mode != "side_by_side")
+        self.primary.set_wipe(mode == "wipe")
+        self.secondary.setVisible(mode == "side_by_side")
+        self._hold_action.setVisible(self._mode == "toggle")
+        self.primary.empty_text = "" if self._images else EMPTY_TEXT
+        for widget in (self.export_button, self.before_combo, self.after_combo):
+            widget.setEnabled(bool(self._images))
+        b, a = self._before or "", self._after or ""
+        if mode == "wipe":
+            self.primary.captions = (b, a)
+        elif mode == "side_by_side":
+            self.primary.captions = (b, "")
+            self.secondary.captions = (a, "")
+        elif mode == "toggle":
+            self.primary.captions = (b, "") if self._held else (a, f"hold: {b}")
+        else:
+            self.primary.captions = (a, "")
+        if mode == "side_by_side":
+            self._sync(self.primary, self.secondary)
+        self.primary.viewport().update()
+        self.secondary.viewport().update()
+
+    def _set_held(self, held: bool) -> None:
+        if self._mode != "toggle" or held == self._held:
+            return
+        self._held = held
+        self._apply_mode()
+
+    @property
+    def held(self) -> bool:
+        """Whether the toggle is held down (showing "before")."""
+        return self._held
+
+    def _sync(self, source: ImageView, target: ImageView) -> None:
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            target.apply_state(source.state())
+        finally:
+            self._syncing = False
+
+    def _on_primary_state(self) -> None:
+        if self.secondary.isVisible():
+            self._sync(self.primary, self.secondary)
+        self._update_zoom_label()
+
+    def _on_secondary_state(self) -> None:
+        if self.secondary.isVisible():
+            self._sync(self.secondary, self.primary)
+
+    def _update_zoom_label(self) -> None:
+        zoom = self.primary.zoom()
+        text = zoom_label(zoom) if self._images else "–"
+        text = f"{'Fit' if self._images and self.primary.fit_mode else 'Zoom'} {text}"
+        self.zoom_label.setText(text)
+        if zoom != self._last_zoom:
+            self._last_zoom = zoom
+            self.zoomChanged.emit(zoom)
+
+    def _on_combo(self, _index: int = 0) -> None:
+        before, after = self.before_combo.currentText(), self.after_combo.currentText()
+        if before and after:
+            self.set_pair(before, after)
+
+    def _on_export_clicked(self) -> None:
+        suggested = f"{self._before or 'before'} vs {self._after or 'after'}.png"
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export comparison", suggested, "PNG image (*.png)"
+        )
+        if not path:
+            return
+        try:
+            self.export_comparison(path)
+        except (ExportError, ViewerError) as exc:
+            QMessageBox.warning(self, "Export comparison", str(exc))

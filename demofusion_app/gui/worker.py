@@ -1,0 +1,221 @@
+"""The run worker: a QObject moved to a QThread that drives one job and forwards its events.
+
+Wiring (superqt's vocabulary): `thread.started -> worker.run`, `worker.finished -> thread.quit`,
+`worker.finished -> worker.deleteLater`, `thread.finished -> thread.deleteLater`. The worker catches every
+exception and emits it as `errored`; cancelling sets the job's CancelToken and never kills the thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from demofusion_app.engine.events import Cancelled, CancelToken, RunCancelled
+from demofusion_app.engine.request import Request
+
+from .messages import RunEvent, RunFailure, RunMessage, message_for
+
+# (request, options, on_event, cancel, cache) -> result; the real one is `run_real_job`.
+JobFunction = Callable[[Request, dict[str, Any], Callable[[Any], None], CancelToken, Any], Any]
+
+
+def run_real_job(
+    request: Request,
+    options: dict[str, Any],
+    on_event: Callable[[Any], None],
+    cancel: CancelToken,
+    cache: Any,
+) -> Any:
+    """The command line's job (`demofusion_app.jobs.run_job`), imported here so the window starts fast."""
+    from demofusion_app import jobs
+
+    return jobs.run_job(request, jobs.JobOptions(**options), on_event, cancel=cancel, cache=cache)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions whose text is written for the artist (the job's user errors and request errors)."""
+    from demofusion_app import jobs
+    from demofusion_app.engine.request import RequestError
+
+    listed = getattr(jobs, "USER_ERRORS", None)
+    errors = tuple(listed) if listed is not None else tuple(jobs.user_errors())
+    return (*errors, RequestError)
+
+
+class ModelCacheHolder:
+    """One ModelCache for the window, created on first use in the worker thread (it may import torch)."""
+
+    def __init__(self, factory: Callable[[], Any] | None = None) -> None:
+        self._factory = factory
+        self._cache: Any = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._cache is None:
+                factory = self._factory
+                if factory is None:
+                    from demofusion_app.models.cache import ModelCache
+
+                    factory = ModelCache
+                self._cache = factory()
+            return self._cache
+
+    def release(self) -> None:
+        """Free the loaded pipeline (if any)."""
+        with self._lock:
+            if self._cache is not None and hasattr(self._cache, "release"):
+                self._cache.release()
+
+
+class RunWorker(QObject):
+    """Runs one job in its thread; every engine event comes out as one `message` (a RunMessage)."""
+
+    started = Signal()
+    message = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    finished = Signal()
+
+    def __init__(
+        self,
+        request: Request,
+        options: dict[str, Any],
+        job: JobFunction,
+        cancel: CancelToken,
+        cache: Callable[[], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self._request = request
+        self._options = options
+        self._job = job
+        self._cancel = cancel
+        self._cache = cache
+        self._saw_cancel = False
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, RunCancelled):
+            self._saw_cancel = True
+        self.message.emit(message_for(event))
+
+    @Slot()
+    def run(self) -> None:
+        self.started.emit()
+        try:
+            cache = self._cache() if self._cache is not None else None
+            result = self._job(self._request, self._options, self._on_event, self._cancel, cache)
+            self.returned.emit(result)
+        except Cancelled:
+            if not self._saw_cancel:
+                self.message.emit(RunMessage(RunEvent.CANCELLED, RunCancelled(0, 0)))
+        except BaseException as exc:  # the thread must never die silently
+            try:
+                expected = isinstance(exc, user_error_types())
+            except Exception:  # even a broken install must not lose the original error
+                expected = False
+            self.errored.emit(RunFailure.from_exception(exc, expected))
+        finally:
+            self.finished.emit()
+
+
+# Threads still running, kept referenced so that a controller dropped mid-run (a closed window, a test)
+# never destroys a running QThread, which aborts the process. Removed when the thread has finished.
+_LIVE: set[QThread] = set()
+
+
+@dataclass
+class _Running:
+    thread: QThread
+    worker: RunWorker
+    cancel: CancelToken
+    done: bool = field(default=False)
+
+
+class RunController(QObject):
+    """Starts runs on a fresh QThread each time, cancels them, and waits for them on shutdown.
+
+    Lives in the GUI thread; its signals are re-emitted there, so slots connected to them may touch widgets.
+    """
+
+    message = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    running_changed = Signal(bool)
+
+    def __init__(
+        self,
+        job: JobFunction | None = None,
+        cache: ModelCacheHolder | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.job: JobFunction = job or run_real_job
+        self.cache = cache or ModelCacheHolder()
+        self._run: _Running | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._run is not None
+
+    def start(self, request: Request, options: dict[str, Any]) -> None:
+        """Run `request` in a new thread; raises RuntimeError if a run is still going."""
+        if self._run is not None:
+            raise RuntimeError("a run is already in progress")
+        cancel = CancelToken()
+        thread = QThread()
+        thread.setObjectName("demofusion-run")
+        worker = RunWorker(request, options, self.job, cancel, self.cache.get)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.message.connect(self._forward_message)
+        worker.returned.connect(self._forward_returned)
+        worker.errored.connect(self._forward_errored)
+        # Direct: QThread.quit is thread-safe, and a queued call would never arrive while the GUI thread
+        # blocks in wait() (closing the window mid-run).
+        worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
+        worker.finished.connect(worker.deleteLater)
+        thread.finished.connect(thread.deleteLater)
+        thread.finished.connect(self._thread_done)
+        _LIVE.add(thread)
+        thread.finished.connect(lambda: _LIVE.discard(thread))
+        self._run = _Running(thread, worker, cancel)
+        thread.start()
+        self.running_changed.emit(True)
+
+    def cancel(self) -> None:
+        """Ask the run to stop at its next safe point."""
+        if self._run is not None:
+            self._run.cancel.cancel()
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Block up to `timeout_ms` for the thread to end; True when no run is left."""
+        run = self._run
+        if run is None:
+            return True
+        finished = run.thread.wait(timeout_ms)
+        if finished:
+            self._thread_done()
+        return finished
+
+    @Slot(object)
+    def _forward_message(self, message: RunMessage) -> None:
+        self.message.emit(message)
+
+    @Slot(object)
+    def _forward_returned(self, result: object) -> None:
+        self.returned.emit(result)
+
+    @Slot(object)
+    def _forward_errored(self, failure: RunFailure) -> None:
+        self.errored.emit(failure)
+
+    @Slot()
+    def _thread_done(self) -> None:
+        if self._run is None:
+            return
+        self._run = None
+        self.running_changed.emit(False)

@@ -1,0 +1,286 @@
+"""One run end to end, shared by the command line and the window.
+
+Pipeline from the cache, the picture (image to image), the sampler, and every stage the face wants decoded and
+written with its metadata BEFORE the event that announces it, so nothing the artist waited for is lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .engine.events import (
+    Cancelled,
+    CancelToken,
+    Finished,
+    RunCancelled,
+    StageFinished,
+    StageStarted,
+    StepDone,
+)
+from .engine.request import Request, RequestError, validate
+
+Event = Any
+
+
+class JobError(Exception):
+    """A run that cannot go on for a reason the artist can act on (the message says what to do)."""
+
+
+class OutOfMemory(JobError):
+    """The device ran out of memory; the message names what to lower."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions whose message is meant for the artist (no traceback)."""
+    from .imaging.images import ImageError
+    from .models.errors import ModelError
+
+    return (RequestError, JobError, ModelError, ImageError)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    output: Path | None = None
+    save_stages: bool = True
+    save_latents: bool = False
+    overwrite: bool = False
+    write_metadata: bool = True
+    preview_every: int = 4
+    prompt_from_metadata: bool = True
+
+
+@dataclass(frozen=True)
+class JobResult:
+    path: Path | None
+    stage_paths: tuple[Path, ...]
+    seed: int
+    seconds: float
+    cancelled: bool
+    request: Request | None = None
+
+
+def warm_imports() -> None:
+    """Import the heavy libraries (torch, diffusers, transformers) ahead of the first run."""
+    import diffusers  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**32)
+
+
+def stage_path(output: Path, stage: int) -> Path:
+    return output.with_name(f"{output.stem}-stage{stage}.png")
+
+
+def latents_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.latents.safetensors")
+
+
+def default_output(request: Request, seed: int) -> Path:
+    """The store's output folder and file-name pattern, made unique."""
+    from .store.settings import SettingsStore
+
+    store = SettingsStore()
+    settings = store.load()
+    folder = Path(settings.output_folder)
+    name = store.expand_file_name(request=request, seed=seed) if hasattr(
+        store, "expand_file_name") else f"{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
+    path = folder / f"{name}.png"
+    n = 2
+    while path.exists() or stage_path(path, 1).exists():
+        path = folder / f"{name}-{n}.png"
+        n += 1
+    return path
+
+
+def _check_output(output: Path, stages: int, options: JobOptions) -> None:
+    if output.suffix.lower() != ".png":
+        raise JobError(f"The output must be a .png file, not {output.name}; try {output.stem}.png.")
+    targets = [output]
+    if options.save_stages:
+        targets += [stage_path(output, k) for k in range(1, stages)]
+    if options.save_latents:
+        targets.append(latents_path(output))
+    if not options.overwrite:
+        existing = [p for p in targets if p.exists()]
+        if existing:
+            raise JobError(f"{existing[0]} already exists; choose another name or pass --overwrite.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _load_source(request: Request) -> Any:
+    from .imaging.images import open_image
+
+    assert request.init_image is not None
+    return open_image(request.init_image)
+
+
+def _fill_from_metadata(request: Request) -> Request:
+    """Upscale without a prompt: take prompt, negative prompt and seed from the picture, when it has them."""
+    from .imaging.metadata import read_metadata
+
+    found = read_metadata(request.init_image)
+    if found.source == "none":
+        return request
+    changes: dict[str, Any] = {}
+    if found.prompt:
+        changes["prompt"] = found.prompt
+    if found.negative_prompt and not request.negative_prompt:
+        changes["negative_prompt"] = found.negative_prompt
+    if request.seed is None and found.seed is not None:
+        changes["seed"] = int(found.seed)
+    return request.replace(**changes)
+
+
+def _png_text(request: Request, seed: int, width: int, height: int, model_name: str,
+              stage: int | None, stages: int) -> dict[str, str]:
+    from .engine.schedulers import LABELS
+    from .imaging.metadata import png_text_chunks
+
+    extra = {"DemoFusion stage": f"{stage}/{stages}"} if stage is not None else None
+    return png_text_chunks(request.to_dict(), seed=seed, width=width, height=height,
+                           model_name=model_name, sampler_label=LABELS[request.scheduler],
+                           extra=extra)
+
+
+def _oom_message(request: Request) -> str:
+    lower = max(1, request.view_batch_size // 2)
+    return (f"The GPU ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
+            f"{lower}), use memory mode 'model-offload' or 'sequential-offload', or pick a smaller size. "
+            "Stage images already finished are kept.")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], None] | None = None,
+            cancel: CancelToken | None = None, cache: Any = None, pipeline: Any = None) -> JobResult:
+    """Run `request` to the end (or until cancelled), writing stage images and the final PNG.
+
+    `pipeline` (a loaded diffusers pipeline) skips loading; otherwise the model comes from `cache` (a
+    `ModelCache`) or is loaded for this run. User errors raise one of `user_errors()`.
+    """
+    emit = on_event or (lambda event: None)
+    started = time.perf_counter()
+    source = None
+    if request.is_upscale:
+        source = _load_source(request)
+        if options.prompt_from_metadata and not request.prompt:
+            request = _fill_from_metadata(request)
+    seed = request.seed if request.seed is not None else new_seed()
+    request = request.replace(seed=seed)
+    validate(request)
+
+    model_name = Path(request.model).name if request.model else "model"
+    if pipeline is None:
+        loaded = _load(request, cache)
+        pipeline = loaded.pipe
+        source_info = getattr(loaded, "source", None)
+        model_name = getattr(source_info, "name", None) or model_name
+
+    from .engine.generate import plan_for, run_stages
+    from .engine.vae import decode_latents
+
+    source_size = (source.height, source.width) if source is not None else None
+    plan = plan_for(pipeline, request, source_size)
+    output = options.output or default_output(request, seed)
+    _check_output(output, plan.stage_count, options)
+
+    stage_paths: list[Path] = []
+    saved_latents: dict[str, Any] = {}
+    last_stage = (0, 0)
+    final_path: Path | None = None
+    final_image = None
+
+    def forward(event: object) -> None:
+        nonlocal last_stage
+        if isinstance(event, StepDone):
+            last_stage = (event.stage, event.step)
+        elif isinstance(event, StageStarted):
+            last_stage = (event.stage, 0)
+        emit(event)
+
+    def check_cancel() -> None:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+
+    try:
+        def keep_input(latents: Any) -> None:
+            if options.save_latents:
+                saved_latents["input"] = latents.detach().float().cpu()
+
+        for out in run_stages(pipeline, request, seed, source=source, emit=forward, cancel=cancel,
+                              preview_every=options.preview_every, on_input=keep_input):
+            stage = out.stage
+            latents_cpu = out.latents.detach().float().cpu()
+            if options.save_latents:
+                saved_latents[f"stage{stage.index}"] = latents_cpu
+            is_final = stage.index == plan.stage_count
+            image = path = None
+            if is_final or options.save_stages:
+                image = decode_latents(pipeline.vae, out.latents, cancel=check_cancel)
+                if is_final and image.size != (plan.width, plan.height):
+                    image = image.resize((plan.width, plan.height))
+                path = output if is_final else stage_path(output, stage.index)
+                text = (_png_text(request, seed, image.width, image.height, model_name,
+                                  None if is_final else stage.index, plan.stage_count)
+                        if options.write_metadata else None)
+                from .imaging.images import save_png_atomic
+
+                save_png_atomic(image, path, text=text, overwrite=True)
+                if is_final:
+                    final_path, final_image = path, image
+                else:
+                    stage_paths.append(path)
+            emit(StageFinished(stage.index, plan.stage_count, latents_cpu, image,
+                               str(path) if path else None))
+    except Cancelled:
+        _write_latents(options, output, saved_latents)
+        emit(RunCancelled(last_stage[0], last_stage[1], tuple(str(p) for p in stage_paths)))
+        return JobResult(None, tuple(stage_paths), seed, time.perf_counter() - started, True, request)
+    except Exception as exc:
+        if _is_oom(exc):
+            raise OutOfMemory(_oom_message(request)) from exc
+        raise
+    if options.save_latents:
+        saved_latents["final"] = saved_latents[f"stage{plan.stage_count}"].clone()
+    _write_latents(options, output, saved_latents)
+    seconds = time.perf_counter() - started
+    emit(Finished(final_image, str(final_path), seed, seconds, tuple(str(p) for p in stage_paths)))
+    return JobResult(final_path, tuple(stage_paths), seed, seconds, False, request)
+
+
+def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> None:
+    if not options.save_latents or not saved:
+        return
+    from safetensors.torch import save_file
+
+    path = latents_path(output)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in saved.items()}, str(tmp))
+    tmp.replace(path)
+
+
+def _load(request: Request, cache: Any) -> Any:
+    """The loaded pipeline for a request, through the cache when the face keeps one."""
+    kwargs = {"device": request.device, "dtype": request.dtype, "memory_mode": request.memory_mode,
+              "vae": request.vae, "loras": request.loras, "prediction_type": request.prediction_type}
+    if not request.model:
+        raise JobError("No model chosen; pass --model with a .safetensors file, a diffusers folder or "
+                       "a hub id such as stabilityai/stable-diffusion-xl-base-1.0.")
+    if cache is not None:
+        return cache.get(request.model, **kwargs)
+    from .models.loader import load_pipeline
+
+    return load_pipeline(request.model, **kwargs)

@@ -1,0 +1,303 @@
+"""Which device a run uses, in which precision, and how much of the model lives on it at once.
+
+Three decisions, each a small pure function of `DeviceFacts` so that tests can fake any card:
+
+- `probe_device` reads the facts (kind, name, total and free memory, bf16 support) from torch.
+- `choose_dtype` picks the precision. On CUDA `auto` is float16, not bfloat16: SDXL, SD 1.5 and SD
+  2.x weights are published in float16, its three extra mantissa bits keep a run closer to the
+  float32 reference, and the one part that overflows in float16 (the SDXL VAE) is kept in float32 by
+  the loader anyway. bfloat16 stays available by name on cards that support it.
+- `choose_memory_mode` picks none / model offload / sequential offload from an estimate of peak
+  device memory (`estimate_memory`), so that `auto` keeps everything on a card that can hold it and
+  offloads only when needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from demofusion_app.models.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+KINDS = ("cuda", "mps", "cpu")
+MEMORY_MODES = ("none", "model-offload", "sequential-offload")
+GB = 1024**3
+
+_DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the loader needs to know of a device. Memory in bytes; `index` is the CUDA ordinal."""
+
+    kind: str
+    name: str
+    total_memory: int
+    free_memory: int
+    bf16_supported: bool
+    index: int = 0
+
+    @property
+    def torch_device(self) -> str:
+        """The string torch takes for this device: `cuda:1`, `mps`, `cpu`."""
+        return f"cuda:{self.index}" if self.kind == "cuda" else self.kind
+
+
+def _host_memory() -> tuple[int, int]:
+    """Total and available host memory in bytes (0, 0 where the platform does not say)."""
+    try:
+        info: dict[str, int] = {}
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                info[key] = int(rest.split()[0]) * 1024
+        return info.get("MemTotal", 0), info.get("MemAvailable", info.get("MemFree", 0))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return total, total
+    except (ValueError, OSError, AttributeError):
+        return 0, 0
+
+
+def _parse_request(requested: str) -> tuple[str, int | None]:
+    text = (requested or "auto").strip().lower()
+    if text == "auto":
+        return "auto", None
+    kind, _, index = text.partition(":")
+    if kind not in KINDS or (index and (kind != "cuda" or not index.isdigit())):
+        raise ModelError(
+            f"Unknown device {requested!r}; use auto, cuda, cuda:N (N = GPU number), mps or cpu."
+        )
+    return kind, int(index) if index else None
+
+
+def probe_device(requested: str = "auto") -> DeviceFacts:
+    """Facts about the device a run will use; `auto` takes CUDA, then Apple MPS, then the CPU.
+
+    Asking for a device torch cannot use raises ModelError with what to do instead.
+    """
+    import torch
+
+    kind, index = _parse_request(requested)
+    if kind == "auto":
+        if torch.cuda.is_available():
+            kind = "cuda"
+        elif torch.backends.mps.is_available():
+            kind = "mps"
+        else:
+            kind = "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(
+                "CUDA was asked for but this PyTorch sees no NVIDIA GPU (a CPU-only build, or no "
+                "driver). Install the CUDA build of PyTorch, or choose device auto or cpu."
+            )
+        count = torch.cuda.device_count()
+        index = torch.cuda.current_device() if index is None else index
+        if index >= count:
+            raise ModelError(
+                f"There is no GPU cuda:{index}; this machine has {count} (cuda:0 ...)."
+            )
+        free, total = torch.cuda.mem_get_info(index)
+        return DeviceFacts(
+            kind="cuda",
+            name=torch.cuda.get_device_name(index),
+            total_memory=int(total),
+            free_memory=int(free),
+            bf16_supported=bool(torch.cuda.is_bf16_supported()),
+            index=index,
+        )
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModelError(
+                "Apple MPS was asked for but is not available here (it needs an Apple-silicon Mac "
+                "with macOS 12.3 or newer). Choose device auto or cpu."
+            )
+        total = int(torch.mps.recommended_max_memory())
+        free = max(0, total - int(torch.mps.driver_allocated_memory()))
+        checker = getattr(torch.backends.mps, "is_macos_or_newer", None)
+        bf16 = bool(checker(14, 0)) if checker is not None else False
+        return DeviceFacts("mps", "Apple MPS", total, free, bf16)
+    total, free = _host_memory()
+    return DeviceFacts("cpu", "CPU", total, free, True)
+
+
+def dtype_name(requested: str) -> str:
+    """The canonical name (`auto`, `float32`, `float16`, `bfloat16`) of a dtype setting."""
+    text = (requested or "auto").strip().lower()
+    if text == "auto":
+        return "auto"
+    if text not in _DTYPE_NAMES:
+        raise ModelError(f"Unknown dtype {requested!r}; use auto, float32, float16 or bfloat16.")
+    return _DTYPE_NAMES[text]
+
+
+def choose_dtype(facts: DeviceFacts, requested: str = "auto") -> torch.dtype:
+    """The precision of the UNet and text encoders (the loader may keep the VAE in float32).
+
+    `auto`: float16 on CUDA and MPS, float32 on the CPU. Half precision on the CPU is refused:
+    PyTorch's CPU kernels for it are slow or missing, and a run would take hours or fail midway.
+    """
+    import torch
+
+    name = dtype_name(requested)
+    if name == "auto":
+        name = "float32" if facts.kind == "cpu" else "float16"
+    if facts.kind == "cpu" and name != "float32":
+        raise ModelError(
+            f"{name} on the CPU is not supported: it is very slow or fails there. "
+            "Choose dtype float32 (or auto), or run on a GPU."
+        )
+    if name == "bfloat16" and not facts.bf16_supported:
+        raise ModelError(f"{facts.name} does not support bfloat16; choose float16 or auto.")
+    return getattr(torch, name)
+
+
+# Parameter counts of the real models (UNet, text encoders together, VAE).
+_PARAMS = {
+    "sdxl": (2_567_463_684, 817_720_320, 83_653_863),
+    "sd15": (859_520_964, 123_060_480, 83_653_863),
+    "sd2": (865_910_724, 340_387_840, 83_653_863),
+}
+# The UNet's window in latent pixels (SD 2.x: the 768 px models, the larger of its two).
+_WINDOW = {"sdxl": 128, "sd15": 64, "sd2": 96}
+# Measured on an H200 with the SDXL-shaped random model of `synthetic.py` (tools/measure_cache.py,
+# float16 UNet, float32 VAE, 128x128 latents): a UNet call took 1285 MiB above the weights for 8
+# samples and 5125 MiB for 32, about 160 MiB per sample; one native-size VAE decode took 4882 MiB;
+# sequential offload peaked at 365 MiB for 2 samples. The constants below round those up a little.
+# Largest part moved at once by sequential offload: about 3 % of the UNet, plus its inputs.
+_LAYER_FRACTION = 0.03
+# Device bytes one UNet sample needs while it runs, per latent pixel of the window and per byte of
+# dtype (160 MiB / (128 * 128 * 2) = 5120); classifier-free guidance runs two samples per view.
+_ACTIVATION_PER_LATENT_PIXEL = 5_500
+# Decoding one float32 VAE tile of the model's native size, per latent pixel of the window
+# (4882 MiB / (128 * 128) = 312,000).
+_DECODE_PER_LATENT_PIXEL = 320_000
+# Full-size tensors kept on the device per output pixel: the image in float32 (and a resized copy of
+# it for the next stage), the latent canvas and the DemoFusion accumulators (a few 4-channel float32
+# copies at 1/64 size).
+_CANVAS_PER_PIXEL = 3 * 4 * 2 + 4 * 4 * 6 // 64
+# The share of free memory a plan may fill: allocator fragmentation and other programs need the
+# rest.
+_USABLE = 0.9
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """An estimate of device bytes for one plan, by part (see `estimate_memory`)."""
+
+    unet: int
+    text_encoders: int
+    vae: int
+    activations: int
+    decode: int
+    canvas: int
+
+    @property
+    def weights(self) -> int:
+        return self.unet + self.text_encoders + self.vae
+
+    def peak(self, mode: str) -> int:
+        """Peak device bytes in one memory mode."""
+        work = max(self.activations, self.decode)
+        if mode == "none":
+            return self.weights + work + self.canvas
+        if mode == "model-offload":
+            # One component at a time: the text encoders, then the UNet, then the VAE.
+            return (
+                max(
+                    self.text_encoders,
+                    self.unet + self.activations,
+                    self.vae + self.decode,
+                )
+                + self.canvas
+            )
+        if mode == "sequential-offload":
+            return int(self.unet * _LAYER_FRACTION) + work + self.canvas
+        raise ValueError(f"unknown memory mode {mode!r}")
+
+
+def estimate_memory(
+    family: str, *, peak_pixels: int, view_batch_size: int, dtype: torch.dtype
+) -> MemoryEstimate:
+    """Device bytes a DemoFusion run needs, by part, for the real model of `family`.
+
+    Weights: parameter count times the dtype's size, the VAE in float32 (the loader upcasts it).
+    Activations: every view is one window of the model's native size, and a UNet call runs
+    `view_batch_size` views times two (classifier-free guidance) at about
+    `_ACTIVATION_PER_LATENT_PIXEL` bytes per latent pixel and dtype byte. Decoding is tiled, so its
+    workspace is one native-size tile in float32 whatever the output size; the output size adds the
+    full-size image and latent canvas (`_CANVAS_PER_PIXEL` bytes per output pixel).
+    """
+    import torch
+
+    if family not in _PARAMS:
+        raise ModelError(f"Unknown model family {family!r}; expected one of {', '.join(_PARAMS)}.")
+    unet, text, vae = _PARAMS[family]
+    size = torch.empty((), dtype=dtype).element_size()
+    window = _WINDOW[family] ** 2
+    return MemoryEstimate(
+        unet=unet * size,
+        text_encoders=text * size,
+        vae=vae * 4,
+        activations=2 * max(1, view_batch_size) * window * size * _ACTIVATION_PER_LATENT_PIXEL,
+        decode=window * _DECODE_PER_LATENT_PIXEL,
+        canvas=max(0, peak_pixels) * _CANVAS_PER_PIXEL,
+    )
+
+
+def choose_memory_mode(
+    facts: DeviceFacts,
+    requested: str,
+    *,
+    family: str,
+    peak_pixels: int,
+    view_batch_size: int,
+    dtype: torch.dtype,
+    held_bytes: int = 0,
+) -> str:
+    """`none`, `model-offload` or `sequential-offload` for this device and plan.
+
+    `auto` takes the first mode, in that order, whose estimated peak fits in 90 % of the free
+    memory, and sequential offload when none does. On the CPU there is nothing to offload to: `auto`
+    is `none` and an explicit offload mode is refused. `held_bytes` counts device memory that a
+    cached copy of this very model already holds as free, so that a warm model does not talk itself
+    into offloading.
+    """
+    mode = (requested or "auto").strip().lower()
+    if mode not in (*MEMORY_MODES, "auto"):
+        raise ModelError(
+            f"Unknown memory mode {requested!r}; use auto, none, model-offload or "
+            "sequential-offload."
+        )
+    if facts.kind == "cpu":
+        if mode in ("auto", "none"):
+            return "none"
+        raise ModelError(
+            f"Memory mode {mode} moves the model between the CPU and a GPU; on the CPU there is "
+            "no GPU memory to save. Choose memory mode none or auto."
+        )
+    if mode != "auto":
+        return mode
+    estimate = estimate_memory(
+        family, peak_pixels=peak_pixels, view_batch_size=view_batch_size, dtype=dtype
+    )
+    usable = (facts.free_memory + max(0, held_bytes)) * _USABLE
+    for candidate in MEMORY_MODES:
+        if estimate.peak(candidate) <= usable:
+            return candidate
+    return "sequential-offload"

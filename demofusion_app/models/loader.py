@@ -1,0 +1,293 @@
+"""Load a pipeline fitted to the device: precision, memory mode, a VAE kept out of float16 overflow.
+
+`load_pipeline` is the one entry point: it resolves the model reference, loads the components on the
+CPU in the chosen precision, keeps the VAE in float32 where float16 would overflow, places the
+pipeline on the device (or installs diffusers' CPU offload hooks), and applies a VAE override and
+LoRAs. `LoadedPipeline.set_vae` and `LoadedPipeline.set_loras` change those two later without
+reloading the base model; the model cache relies on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from demofusion_app.models import sources
+from demofusion_app.models.adapters import (
+    accept_any_float_input,
+    adapter_names,
+    load_lora,
+    load_vae,
+    normalise_path,
+    parse_lora_arg,
+    vae_dtype,
+)
+from demofusion_app.models.device import choose_dtype, choose_memory_mode, probe_device
+from demofusion_app.models.errors import ModelError
+from demofusion_app.models.sources import ModelSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
+__all__ = ["LoadedPipeline", "load_pipeline", "parse_lora_arg", "vae_dtype"]
+
+
+@dataclass
+class LoadedPipeline:
+    """A pipeline on its device, and what was applied to it.
+
+    `vae_ref` and `loras` say which VAE override and LoRAs are in place (None and () for the model's
+    own); change them with `set_vae` / `set_loras`, never by hand. The VAE may be in float32 while
+    `dtype` is float16 (see `vae_dtype`): decode with `latents.to(pipe.vae.dtype)`. `device_bytes`
+    is the device memory the pipeline took when it was placed (0 with offload or on the CPU).
+    """
+
+    pipe: Any = field(repr=False)
+    device: torch.device
+    dtype: torch.dtype
+    memory_mode: str
+    family: str
+    source: ModelSource | None = None
+    vae_ref: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    device_bytes: int = 0
+    allow_pickle: bool = False
+    released: bool = False
+    base_vae: Any = field(default=None, repr=False)
+    _adapters: dict[str, str] = field(default_factory=dict, repr=False)
+    _adapter_count: int = field(default=0, repr=False)
+
+    def set_vae(self, vae: str | None) -> None:
+        """Use the VAE at `vae` (a .safetensors file or diffusers folder); None: the model's own."""
+        self._check_usable()
+        wanted = normalise_path(vae) if vae else None
+        if wanted == self.vae_ref:
+            return
+        if wanted is None:
+            new_vae = self.base_vae
+        else:
+            new_vae = load_vae(
+                wanted, base_vae=self.base_vae, family=self.family, allow_pickle=self.allow_pickle
+            )
+        _install_vae(self, new_vae)
+        self.vae_ref = wanted
+
+    def set_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
+        """Apply exactly these LoRAs and weights; () removes them all and restores the base exactly.
+
+        On any failure no LoRA is left applied (`loras` is then ()), and the error is raised.
+        """
+        self._check_usable()
+        wanted = tuple((normalise_path(path), float(weight)) for path, weight in loras)
+        if wanted == self.loras:
+            return
+        try:
+            self._apply_loras(wanted)
+        except Exception:
+            self._drop_loras()
+            raise
+
+    def free(self) -> None:
+        """Drop every weight of this pipeline from host and device memory, even if others hold it.
+
+        The modules move to PyTorch's storage-less `meta` device, so the memory comes back even
+        though some other object may still refer to this pipeline; using it afterwards fails.
+        Idempotent.
+        """
+        if self.released:
+            return
+        import torch
+
+        if self.memory_mode != "none":
+            self.pipe.remove_all_hooks()
+        modules = [c for c in self.pipe.components.values() if isinstance(c, torch.nn.Module)]
+        if self.base_vae is not None:
+            modules.append(self.base_vae)
+        for module in modules:
+            module.to("meta")
+        self._adapters.clear()
+        self.base_vae = None
+        self.released = True
+
+    def _check_usable(self) -> None:
+        if self.released:
+            raise ModelError("This model was released from memory; load it again.")
+
+    def _drop_loras(self) -> None:
+        if self._adapters or adapter_names(self.pipe):
+            # Unloading puts the original layers back: the base outputs return bit for bit.
+            self.pipe.unload_lora_weights()
+        self._adapters.clear()
+        self.loras = ()
+
+    def _apply_loras(self, wanted: tuple[tuple[str, float], ...]) -> None:
+        paths = [path for path, _ in wanted]
+        for path in set(paths):
+            if paths.count(path) > 1:
+                raise ModelError(
+                    f"LoRA {path} is given {paths.count(path)} times; give it once with the weight "
+                    "you want."
+                )
+        if not wanted:
+            self._drop_loras()
+            return
+        stale = [name for path, name in self._adapters.items() if path not in paths]
+        if stale:
+            with warnings.catch_warnings():
+                # peft says which adapter stays active; set_adapters below decides that anyway.
+                warnings.filterwarnings("ignore", message="Adapter .* was active")
+                self.pipe.delete_adapters(stale)
+            self._adapters = {p: n for p, n in self._adapters.items() if p in paths}
+        for path in paths:
+            if path not in self._adapters:
+                self._adapter_count += 1
+                name = f"lora_{self._adapter_count}"
+                load_lora(self.pipe, path, name, family=self.family, allow_pickle=self.allow_pickle)
+                self._adapters[path] = name
+        self.pipe.set_adapters(
+            [self._adapters[path] for path in paths], adapter_weights=[w for _, w in wanted]
+        )
+        self.loras = wanted
+
+
+def _resolve(
+    ref: str,
+    *,
+    allow_pickle: bool,
+    prediction_type: str | None,
+    progress: Callable[..., Any] | None,
+) -> ModelSource:
+    """What `ref` is (family, prediction type, where on disk), without loading weights."""
+    return sources.resolve(
+        ref, allow_pickle=allow_pickle, prediction_type=prediction_type, progress=progress
+    )
+
+
+def _device_allocated(device: torch.device) -> int:
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    if device.type == "mps":
+        return int(torch.mps.current_allocated_memory())
+    return 0
+
+
+def _place(loaded: LoadedPipeline) -> None:
+    """Put the whole pipeline on its device, or install the offload hooks of its memory mode."""
+    pipe, device = loaded.pipe, loaded.device
+    if loaded.memory_mode == "model-offload":
+        pipe.enable_model_cpu_offload(device=device)
+    elif loaded.memory_mode == "sequential-offload":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif device.type != "cpu":
+        pipe.to(device)
+
+
+def _set_vae_dtype(vae: Any, dtype: torch.dtype) -> None:
+    import torch
+
+    wanted = vae_dtype(vae, dtype)
+    if vae.dtype != wanted:
+        # nn.Module.to: ModelMixin.to warns about "modules to keep in float32" on every cast.
+        torch.nn.Module.to(vae, dtype=wanted)
+    if wanted != dtype:
+        accept_any_float_input(vae)
+
+
+def _install_vae(loaded: LoadedPipeline, new_vae: Any) -> None:
+    """Swap the pipeline's VAE; the old one goes back to the CPU (where the base VAE waits)."""
+    pipe = loaded.pipe
+    if loaded.memory_mode != "none":
+        pipe.remove_all_hooks()
+    pipe.vae.to("cpu")
+    _set_vae_dtype(new_vae, loaded.dtype)
+    new_vae.eval()
+    pipe.register_modules(vae=new_vae)
+    if loaded.memory_mode == "none":
+        new_vae.to(loaded.device)
+    else:
+        _place(loaded)
+
+
+def load_pipeline(
+    ref: str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    memory_mode: str = "auto",
+    vae: str | None = None,
+    loras: tuple[tuple[str, float], ...] = (),
+    prediction_type: str | None = None,
+    allow_pickle: bool = False,
+    peak_pixels: int = 1024 * 1024,
+    view_batch_size: int = 16,
+    progress: Callable[..., Any] | None = None,
+) -> LoadedPipeline:
+    """Load `ref` fitted to the device (see the module docstring); user mistakes raise ModelError.
+
+    `peak_pixels` (the largest image of the plan) and `view_batch_size` feed the `auto` memory mode.
+    """
+    facts = probe_device(device)
+    torch_dtype = choose_dtype(facts, dtype)
+    source = _resolve(
+        ref, allow_pickle=allow_pickle, prediction_type=prediction_type, progress=progress
+    )
+    mode = choose_memory_mode(
+        facts,
+        memory_mode,
+        family=source.family,
+        peak_pixels=peak_pixels,
+        view_batch_size=view_batch_size,
+        dtype=torch_dtype,
+    )
+    return _load_resolved(
+        source,
+        facts.torch_device,
+        torch_dtype,
+        mode,
+        vae=vae,
+        loras=loras,
+        allow_pickle=allow_pickle,
+    )
+
+
+def _load_resolved(
+    source: ModelSource,
+    device: str,
+    dtype: torch.dtype,
+    mode: str,
+    *,
+    vae: str | None,
+    loras: tuple[tuple[str, float], ...],
+    allow_pickle: bool,
+) -> LoadedPipeline:
+    """Load once source, device, dtype and memory mode are decided (the cache calls this too)."""
+    import torch
+
+    pipe = sources.load_components(source, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    _set_vae_dtype(pipe.vae, dtype)
+    loaded = LoadedPipeline(
+        pipe=pipe,
+        device=torch.device(device),
+        dtype=dtype,
+        memory_mode=mode,
+        family=source.family,
+        source=source,
+        allow_pickle=allow_pickle,
+        base_vae=pipe.vae,
+    )
+    before = _device_allocated(loaded.device)
+    _place(loaded)
+    loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
+    try:
+        loaded.set_vae(vae)
+        loaded.set_loras(tuple(loras))
+    except Exception:
+        loaded.free()
+        raise
+    return loaded

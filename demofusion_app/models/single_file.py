@@ -1,0 +1,267 @@
+"""Single-file checkpoints: the .safetensors header, the family, pickles loaded only safely.
+
+A safetensors file starts with 8 bytes (little-endian header length) and a JSON header naming every
+tensor with its dtype, shape and byte range. Everything here that only needs names and shapes reads
+that header and nothing else, so a 7 GB checkpoint is classified in milliseconds. The header also
+lets us see a truncated download before any loader does: the largest byte range must fit in the
+file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+SAFE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+FAMILIES = ("sdxl", "sd15", "sd2")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+# A real header holds a few thousand entries (well under 1 MB); anything far bigger is not a header.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# Metadata keys that trainers and merging tools use to say how a model predicts.
+_PREDICTION_KEYS = ("modelspec.prediction_type", "prediction_type", "ss_prediction_type")
+_V_WORDS = {"v", "v_prediction", "v-prediction", "vpred", "v_pred", "v-pred", "v-param"}
+_EPS_WORDS = {"epsilon", "eps", "noise"}
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """What the header of a .safetensors file says: tensor shapes, free-form metadata, data size."""
+
+    shapes: Mapping[str, tuple[int, ...]]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    data_bytes: int = 0
+
+
+def read_header(path: Path) -> SafetensorsHeader:
+    """Read and check the header of `path`, not the tensors; ModelError if it is not sound."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise ModelError(f"{name} is empty or cut short ({size} bytes); download it again.")
+            length = int.from_bytes(prefix, "little")
+            if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
+                raise ModelError(
+                    f"{name} is not a readable .safetensors file (its header is damaged or "
+                    "the file is cut short); download it again."
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise ModelError(
+            f"Cannot read {path}: {exc.strerror or exc}; check the path and permissions."
+        ) from exc
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        header = None
+    if not isinstance(header, dict):
+        raise ModelError(
+            f"{name} is not a readable .safetensors file (damaged header); download it again."
+        )
+    metadata = header.pop("__metadata__", None) or {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    end = 0
+    for key, info in header.items():
+        try:
+            shape = tuple(int(d) for d in info["shape"])
+            start, stop = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(
+                f"{name} is not a readable .safetensors file (entry {key!r} is damaged); "
+                "download it again."
+            ) from None
+        if start < 0 or stop < start:
+            raise ModelError(f"{name} has a damaged tensor table; download it again.")
+        shapes[key] = shape
+        end = max(end, stop)
+    available = size - 8 - length
+    if end > available:
+        raise ModelError(
+            f"{name} is truncated: it holds {size:,} bytes but its header needs "
+            f"{8 + length + end:,}; the download was probably interrupted, download it again."
+        )
+    meta = {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+    return SafetensorsHeader(shapes=shapes, metadata=meta, data_bytes=end)
+
+
+def _has_prefix(names: Iterable[str], prefix: str) -> bool:
+    return any(n.startswith(prefix) for n in names)
+
+
+def prediction_hint(metadata: Mapping[str, str], names: Iterable[str] = ()) -> str | None:
+    """What the checkpoint says about its prediction type, if anything.
+
+    Looks at the metadata keys trainers write and at the empty `v_pred` marker tensor some
+    v-prediction releases carry; returns "epsilon", "v_prediction" or None.
+    """
+    for key in _PREDICTION_KEYS:
+        value = str(metadata.get(key, "")).strip().lower()
+        if value in _V_WORDS:
+            return "v_prediction"
+        if value in _EPS_WORDS:
+            return "epsilon"
+    v_param = str(metadata.get("ss_v_parameterization", "")).strip().lower()
+    if v_param in ("true", "1"):
+        return "v_prediction"
+    if v_param in ("false", "0"):
+        return "epsilon"
+    if "v_pred" in set(names):
+        return "v_prediction"
+    return None
+
+
+def content_kind(names: Iterable[str]) -> str:
+    """What a checkpoint holds: "model" (UNet, VAE and text encoders), "unet", "lora", "vae" or
+    "unknown"."""
+    names = list(names)
+    if _has_prefix(names, "lora_") or any(".lora_" in n or "lora_A" in n for n in names):
+        return "lora"
+    if _has_prefix(names, "model.diffusion_model."):
+        if _has_prefix(names, "conditioner.embedders.") or _has_prefix(names, "cond_stage_model."):
+            return "model"
+        return "unet"
+    if _has_prefix(names, "encoder.down.") or _has_prefix(names, "encoder.down_blocks."):
+        return "vae"
+    if _has_prefix(names, "down_blocks.") or _has_prefix(names, "conv_in."):
+        return "unet"
+    return "unknown"
+
+
+_KIND_PROBLEMS = {
+    "lora": "holds a LoRA, not a whole model; load it as a LoRA on top of a base model",
+    "vae": "holds a VAE, not a whole model; load it as a VAE on top of a base model",
+    "unet": "holds a UNet without its text encoders and VAE; use the full checkpoint it came from",
+    "unknown": "holds no Stable Diffusion model",
+}
+
+
+def layout_problem(names: Iterable[str]) -> str | None:
+    """Why a checkpoint cannot be loaded as a whole model, or None if it looks whole."""
+    return _KIND_PROBLEMS.get(content_kind(names))
+
+
+def family_from_tensors(
+    shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
+    """(family, prediction type or None) from tensor names and shapes; ModelError if none fits."""
+    names = list(shapes)
+    hint = prediction_hint(metadata or {}, names)
+    if _has_prefix(names, "conditioner.embedders.1."):
+        return "sdxl", hint
+    if _has_prefix(names, "conditioner.embedders.0.model."):
+        # OpenCLIP bigG alone: the SDXL refiner, which only refines and cannot compose an image.
+        raise ModelError(
+            "it is the SDXL refiner, which cannot start an image; use an SDXL base model"
+        )
+    if _has_prefix(names, "cond_stage_model.transformer."):
+        return "sd15", hint
+    if _has_prefix(names, "cond_stage_model.model."):
+        return "sd2", hint
+    # Checkpoints without text encoders: the UNet still says its family.
+    if (
+        "model.diffusion_model.label_emb.0.0.weight" in shapes
+        or "add_embedding.linear_1.weight" in shapes
+    ):
+        return "sdxl", hint
+    for key in (
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+    ):
+        shape = shapes.get(key)
+        if shape is not None and len(shape) == 2:
+            if shape[1] == 768:
+                return "sd15", hint
+            if shape[1] == 1024:
+                return "sd2", hint
+    raise ModelError("it is not an SDXL, SD 1.5 or SD 2.x checkpoint (no known tensor names)")
+
+
+def detect_family(path: Path) -> tuple[str, str | None]:
+    """(family, prediction type or None) of a .safetensors file, from its header only."""
+    header = read_header(Path(path))
+    try:
+        return family_from_tensors(header.shapes, header.metadata)
+    except ModelError as exc:
+        raise ModelError(f"{Path(path).name}: {exc}") from None
+
+
+def default_prediction_type(family: str) -> str:
+    """SD 2.x files cannot be told apart by shape; the 768 px v-prediction ones are common."""
+    return "v_prediction" if family == "sd2" else "epsilon"
+
+
+def pickle_refusal(path: Path) -> ModelError:
+    """The message for a pickle checkpoint the user has not allowed."""
+    return ModelError(
+        f"{Path(path).name} is a pickle checkpoint ({Path(path).suffix}), which can run any code "
+        "hidden in it when loaded; prefer a .safetensors version of the model, convert this file "
+        "with a trusted tool, or allow pickles (--allow-pickle, or the setting in the window) to "
+        "load it with torch's weights-only loader."
+    )
+
+
+def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a pickle checkpoint through `torch.load(weights_only=True)`, which runs no
+    code.
+
+    ModelError when the file holds anything the weights-only unpickler refuses, or is damaged.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        try:
+            loaded: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            # mmap needs the zip format torch has written since 1.6; older files load without it.
+            if "mmap" not in str(exc):
+                raise
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"{path.name} could not be loaded safely: it is damaged or holds objects other than "
+            f"tensors (which a safe load refuses: {reason}); use a .safetensors version of the "
+            "model."
+        ) from None
+    while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise ModelError(f"{path.name} holds no state dict of tensors; use a .safetensors version.")
+    tensors = {
+        k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)
+    }
+    if not tensors:
+        raise ModelError(f"{path.name} holds no tensors; use a .safetensors version of the model.")
+    return tensors
+
+
+def save_as_safetensors(tensors: Mapping[str, torch.Tensor], target: Path) -> Path:
+    """Write `tensors` to a .safetensors file, copying tensors that share memory."""
+    from safetensors.torch import save_file
+
+    seen: set[tuple[int, int]] = set()
+    plain: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        storage = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
+        tensor = tensor.detach()
+        if storage in seen:
+            tensor = tensor.clone()
+        seen.add(storage)
+        plain[name] = tensor.contiguous()
+    save_file(plain, str(target))
+    return target

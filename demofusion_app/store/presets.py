@@ -1,0 +1,306 @@
+"""Presets: named sets of generation parameters, with sizes and strides that may be relative to the
+model.
+
+A preset's `parameters` holds any of the generation fields of `Request` (optionally the prompt, the
+negative prompt, the model and the memory mode). `width`/`height` may be "base" or "<n>x base"
+(multiples of the model's trained resolution) and `stride` may be "half" or "quarter" (of the
+model's window), so one preset fits SDXL and SD 1.5 alike; `Preset.resolve(geometry)` turns them
+into numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..engine.plan import SDXL, Geometry
+from ..engine.request import MEMORY_MODES, SCHEDULERS, Request, RequestError, validate
+from .errors import PresetError
+
+PRESET_VERSION = 1
+MAX_NAME_LENGTH = 80
+
+# Request fields a preset never holds: they describe one picture or one machine, not a way of work.
+_NOT_IN_PRESETS = {"init_image", "device", "dtype", "vae", "loras"}
+OPTIONAL_FIELDS = ("prompt", "negative_prompt", "model", "memory_mode")
+GENERATION_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Request)
+    if f.name not in _NOT_IN_PRESETS and f.name not in OPTIONAL_FIELDS
+)
+PRESET_FIELDS = GENERATION_FIELDS + OPTIONAL_FIELDS
+
+STRIDE_WORDS = {"half": 2, "quarter": 4}
+_SIZE_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*x\s*)?base\s*$", re.IGNORECASE)
+
+_INTS = {"steps", "view_batch_size"}
+_FLOATS = {
+    "guidance",
+    "guidance_rescale",
+    "cosine_scale_1",
+    "cosine_scale_2",
+    "cosine_scale_3",
+    "sigma",
+    "strength",
+}
+_BOOLS = {"jitter", "progressive", "skip_residual", "dilated", "blur"}
+_TEXTS = {"prompt", "negative_prompt", "model"}
+_CHOICES: dict[str, tuple[object, ...]] = {
+    "scheduler": SCHEDULERS,
+    "memory_mode": MEMORY_MODES,
+    "prediction_type": (None, "epsilon", "v_prediction"),
+}
+_SPECIAL = {"width", "height", "stride", "seed", "scale"}
+_KNOWN = _INTS | _FLOATS | _BOOLS | _TEXTS | set(_CHOICES) | _SPECIAL
+if set(PRESET_FIELDS) != _KNOWN:  # pragma: no cover - caught the moment Request gains a field
+    raise RuntimeError(f"presets.py does not know how to check {set(PRESET_FIELDS) ^ _KNOWN}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def size_multiple(value: object) -> float | None:
+    """The multiple of the base resolution a relative size names ("2x base" -> 2.0), None for a
+    number.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _SIZE_RE.match(value)
+    if match is None:
+        raise PresetError(
+            f"Size {value!r} is not understood; "
+            'use pixels (2048), "base" or a multiple like "2x base".'
+        )
+    multiple = float(match.group(1) or 1)
+    if not 0 < multiple <= 16:
+        raise PresetError(f"Size {value!r} is out of range; use a multiple from 0.5 to 16 of base.")
+    return multiple
+
+
+def parse_stride(value: object) -> int | str | None:
+    """A stride as given on a command line or in a file: an int, "half", "quarter", or None."""
+    if value is None or _is_int(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in STRIDE_WORDS:
+            return text
+        if text.isdigit():
+            return int(text)
+    raise PresetError(
+        f"Stride {value!r} is not understood; "
+        "use latent pixels (64) or half / quarter of the window."
+    )
+
+
+def parse_size(value: object) -> int | str:
+    """A width or height as given on a command line or in a file: pixels, "base" or "<n>x base"."""
+    if _is_int(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        size_multiple(text)
+        return text
+    raise PresetError(f'Size {value!r} is not understood; use pixels (2048) or "2x base".')
+
+
+def resolve_value(name: str, value: Any, geometry: Geometry) -> Any:
+    """One parameter with relative words turned into numbers for a model of this geometry."""
+    if name in ("width", "height") and isinstance(value, str):
+        multiple = size_multiple(value)
+        assert multiple is not None
+        return max(8, round(geometry.base * multiple / 8) * 8)
+    if name == "stride" and isinstance(value, str):
+        word = parse_stride(value)
+        return max(1, geometry.window // STRIDE_WORDS[word])  # type: ignore[index]
+    return value
+
+
+def _check_value(name: str, value: Any) -> Any:
+    """The value normalised (ints to floats where floats are meant), or PresetError."""
+    label = name.replace("_", " ")
+    if name in ("width", "height"):
+        return parse_size(value)
+    if name == "stride":
+        return parse_stride(value)
+    if name == "seed":
+        if value is None or _is_int(value):
+            return value
+        raise PresetError(
+            f"Seed {value!r} must be a whole number, or null for a new seed each run."
+        )
+    if name == "scale":
+        if value is None:
+            return None
+        if not _is_number(value) or not 1 <= value <= 16:
+            raise PresetError(f"Scale {value!r} must be a number from 1 to 16, such as 2.")
+        return float(value)
+    if name in _INTS:
+        if not _is_int(value):
+            raise PresetError(f"{label.capitalize()} must be a whole number, not {value!r}.")
+        return value
+    if name in _FLOATS:
+        if not _is_number(value):
+            raise PresetError(f"{label.capitalize()} must be a number, not {value!r}.")
+        return float(value)
+    if name in _BOOLS:
+        if not isinstance(value, bool):
+            raise PresetError(f"{label.capitalize()} must be true or false, not {value!r}.")
+        return value
+    if name in _TEXTS:
+        if not isinstance(value, str):
+            raise PresetError(f"{label.capitalize()} must be text, not {value!r}.")
+        return value
+    choices = _CHOICES[name]
+    if value not in choices:
+        shown = ", ".join("null" if c is None else str(c) for c in choices)
+        raise PresetError(f"{label.capitalize()} {value!r} is not one of {shown}.")
+    return value
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters checked field by field and against the request's ranges; raises PresetError."""
+    if not isinstance(parameters, Mapping):
+        raise PresetError("A preset's parameters must be a JSON object.")
+    unknown = sorted(set(parameters) - set(PRESET_FIELDS))
+    if unknown:
+        raise PresetError(
+            f"Unknown parameter {unknown[0]!r}; a preset may hold {', '.join(PRESET_FIELDS)}."
+        )
+    checked = {
+        name: _check_value(name, parameters[name]) for name in PRESET_FIELDS if name in parameters
+    }
+    sized = checked.get("width") is not None or checked.get("height") is not None
+    if sized and checked.get("scale") is not None:
+        raise PresetError(
+            "A preset sets either a size (width/height) or an upscale scale, not both."
+        )
+    strength = checked.get("strength")
+    if strength is not None and not 0 < strength <= 1:
+        raise PresetError(f"Strength {strength} must be above 0 and at most 1, such as 0.55.")
+    # The request's own checks on an SDXL-sized text-to-image run (scale, strength checked above).
+    probe = {
+        k: resolve_value(k, v, SDXL)
+        for k, v in checked.items()
+        if k not in ("scale", "strength", "model")
+    }
+    probe.setdefault("width", SDXL.base)
+    probe.setdefault("height", SDXL.base)
+    try:
+        validate(Request.from_dict(probe))
+    except RequestError as exc:
+        raise PresetError(str(exc)) from None
+    return checked
+
+
+def check_name(name: object) -> str:
+    """A usable preset name (trimmed), or PresetError."""
+    if not isinstance(name, str) or not name.strip():
+        raise PresetError("A preset needs a name; give one such as 'My portrait 4K'.")
+    name = name.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise PresetError(
+            f"Preset names are at most {MAX_NAME_LENGTH} characters; shorten {name!r}."
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise PresetError("A preset name cannot contain control characters (tabs, new lines).")
+    return name
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, checked set of parameters. `builtin` presets ship with the app and are read-only."""
+
+    name: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    builtin: bool = False
+    path: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameters", MappingProxyType(dict(self.parameters)))
+
+    @classmethod
+    def create(cls, name: str, parameters: Mapping[str, Any], description: str = "") -> Preset:
+        """A new user preset; name and parameters are checked (PresetError says what is wrong)."""
+        if not isinstance(description, str):
+            raise PresetError("A preset's description must be text.")
+        return cls(check_name(name), check_parameters(parameters), description)
+
+    @classmethod
+    def from_json(cls, data: object, *, builtin: bool = False, path: Path | None = None) -> Preset:
+        """A preset from its JSON object; raises PresetError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise PresetError("A preset file must hold a JSON object.")
+        version = data.get("version")
+        if not _is_int(version) or version < 1:
+            raise PresetError('A preset file needs a "version" number (1).')
+        if version > PRESET_VERSION:
+            raise PresetError(
+                f"This preset was made by a newer version of the app (preset version {version}); "
+                "update DemoFusion Studio to use it."
+            )
+        parameters = data.get("parameters", {})
+        preset = cls.create(data.get("name"), parameters, data.get("description", ""))
+        return dataclasses.replace(preset, builtin=builtin, path=path)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to a preset file."""
+        return {
+            "version": PRESET_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
+
+    def resolve(self, geometry: Geometry) -> dict[str, Any]:
+        """The parameters with relative sizes and strides turned into numbers for this model
+        geometry.
+        """
+        return {k: resolve_value(k, v, geometry) for k, v in self.parameters.items()}
+
+
+def apply_preset(
+    preset: Preset | None, explicit: Mapping[str, Any], geometry: Geometry
+) -> dict[str, Any]:
+    """Request fields from a preset with the user's explicit values on top.
+
+    Keys of `explicit` whose value is None count as not given. Relative values in `explicit`
+    ("half", "2x base") are resolved too. Size and scale exclude each other: an explicit scale drops
+    the preset's width and height, an explicit width or height drops its scale, so `--scale 2` with
+    a preset that sets a size upscales by 2 instead of failing.
+    """
+    given = {k: resolve_value(k, v, geometry) for k, v in explicit.items() if v is not None}
+    base = preset.resolve(geometry) if preset is not None else {}
+    if "scale" in given:
+        base = {k: v for k, v in base.items() if k not in ("width", "height")}
+    if "width" in given or "height" in given:
+        base.pop("scale", None)
+    return {**base, **given}
+
+
+def values_for_cli(
+    name: str, explicit: Mapping[str, Any], geometry: Geometry, *, root: Path | str | None = None
+) -> dict[str, Any]:
+    """`--preset NAME` for a command: the named preset (any case) under the explicit flags, resolved
+    for the model's geometry. Raises PresetNotFound (a KeyError too) listing the preset names."""
+    from .preset_store import PresetStore  # the store builds on this module
+
+    return apply_preset(PresetStore(root).get(name), explicit, geometry)

@@ -1,0 +1,319 @@
+"""The user settings store: one versioned JSON file, loaded tolerantly, written atomically.
+
+Every setting is declared once in `SETTINGS` (name, type, default, description). Loading never
+fails: a value of the wrong type falls back to its default with a warning, unknown keys are kept and
+written back, an older layout is migrated, and a file that is not JSON is moved aside so the app
+starts on defaults and says so once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..engine.request import DEVICES, DTYPES, MEMORY_MODES, Request
+from . import filenames
+from .errors import SettingsError
+from .files import atomic_write_json, move_aside
+from .paths import StorePaths, store_paths
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+MAX_RECENT_MODELS = 10
+MAX_MODEL_CACHE = 8
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting. `default` is a value or a function of the store's paths; `check` runs after the
+    type check and returns the value to keep (it may trim it) or raises SettingsError.
+    """
+
+    name: str
+    kind: type | tuple[type, ...]
+    default: Any
+    description: str
+    choices: tuple[str, ...] | None = None
+    item_kind: type | None = None
+    check: Callable[[Any], Any] | None = None
+
+    def default_for(self, paths: StorePaths) -> Any:
+        value = self.default(paths) if callable(self.default) else self.default
+        return copy.deepcopy(value)
+
+    def coerce(self, value: Any) -> Any:
+        """`value` if it fits this setting, else raise SettingsError saying what would."""
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok and float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise SettingsError(f"Setting {self.name} must be {names}, not {value!r}.")
+        if self.choices is not None and value not in self.choices:
+            raise SettingsError(
+                f"Setting {self.name} cannot be {value!r}; choose one of {', '.join(self.choices)}."
+            )
+        if self.item_kind is not None and not all(isinstance(v, self.item_kind) for v in value):
+            raise SettingsError(
+                f"Setting {self.name} must hold only {self.item_kind.__name__} values."
+            )
+        if self.check is not None:
+            value = self.check(value)
+        return copy.deepcopy(value)
+
+
+def _cache_size(value: int) -> int:
+    if not 0 <= value <= MAX_MODEL_CACHE:
+        raise SettingsError(
+            f"Setting model_cache_size {value} is out of range; keep 0 to {MAX_MODEL_CACHE} models "
+            "(1 is usual; each one holds several GB)."
+        )
+    return value
+
+
+def _recent(value: list[str]) -> list[str]:
+    return value[:MAX_RECENT_MODELS]
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model_folders", list, [], "Folders searched for models.", item_kind=str),
+    Setting(
+        "recent_models", list, [], "Models used lately, newest first.", item_kind=str, check=_recent
+    ),
+    Setting("default_model", (str, type(None)), None, "The model picked at start-up."),
+    Setting("device", str, "auto", "Where models run.", choices=DEVICES),
+    Setting("dtype", str, "auto", "Number format of the weights.", choices=DTYPES),
+    Setting("memory_mode", str, "auto", "How models are kept in GPU memory.", choices=MEMORY_MODES),
+    Setting("model_cache_size", int, 1, "Loaded models kept in memory.", check=_cache_size),
+    Setting("allow_pickle", bool, False, "Allow .ckpt/.pt files, which can run code when loaded."),
+    Setting(
+        "output_folder",
+        str,
+        lambda paths: str(paths.default_output_folder()),
+        "Where images are written.",
+    ),
+    Setting(
+        "file_name_pattern",
+        str,
+        filenames.DEFAULT_PATTERN,
+        "Output file name; placeholders {date} {time} {seed} {prompt} {width} {height} {model}.",
+        check=filenames.check_pattern,
+    ),
+    Setting("write_metadata", bool, True, "Write the parameters into each PNG."),
+    Setting("last_parameters", dict, {}, "The last run's request fields, to start from next time."),
+    Setting("ui", dict, {}, "Interface preferences: theme, splitter sizes, open panels."),
+    Setting(
+        "window_geometry", (str, type(None)), None, "The main window's saved geometry (base64)."
+    ),
+    Setting("default_preset", (str, type(None)), None, "The preset applied when none is named."),
+)
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# A read-only copy of every setting as attributes (settings.output_folder), built from SETTINGS.
+Settings = dataclasses.make_dataclass("Settings", [(s.name, Any) for s in SETTINGS], frozen=True)
+Settings.__module__ = __name__
+Settings.__doc__ = "A read-only copy of the settings, one attribute per entry of SETTINGS."
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 said output_dir, model_dirs and cache_size, and kept the theme at the top level."""
+    data = dict(data)
+    for old, new in (
+        ("output_dir", "output_folder"),
+        ("model_dirs", "model_folders"),
+        ("cache_size", "model_cache_size"),
+    ):
+        if old in data:
+            value = data.pop(old)
+            data.setdefault(new, value)
+    if "theme" in data:
+        ui = data.get("ui") if isinstance(data.get("ui"), dict) else {}
+        ui = {**ui, "theme": data.pop("theme")}
+        data["ui"] = ui
+    return data
+
+
+# MIGRATIONS[n] turns a version-n mapping into a version n+1 mapping.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a settings mapping of any older version up to `SCHEMA_VERSION` (a file without one is
+    v1).
+    """
+    version = data.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        version = 1
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+    # A newer app's file keeps its number, so that app's migrations still see its own layout.
+    return {**data, "version": version}
+
+
+class SettingsStore:
+    """The settings of one user (or of one `root`, for tests and portable installs).
+
+    Read with `get`, change with `set`/`update`, persist with `save`. `warnings` lists what loading
+    had to repair; a face shows `take_warnings()` once.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, paths: StorePaths | None = None) -> None:
+        self.paths = paths if paths is not None else store_paths(root)
+        self.path = self.paths.settings_file
+        self.warnings: list[str] = []
+        self.moved_aside: Path | None = None
+        self._lock = threading.Lock()
+        self._values: dict[str, Any] = {}
+        self._extra: dict[str, Any] = {}
+        self._version = SCHEMA_VERSION
+        self.reload()
+
+    # Loading --------------------------------------------------------------------------------------
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
+
+    def _read_file(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("the top level is not an object")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            self.moved_aside = move_aside(self.path)
+            self._warn(
+                f"The settings file was damaged ({exc.__class__.__name__}); it was kept as "
+                f"{self.moved_aside.name} and the default settings are in use."
+            )
+            return {}
+        return data
+
+    def reload(self) -> None:
+        """Read the file again (defaults where it is missing, damaged or wrong)."""
+        data = migrate(self._read_file())
+        self._version = data.pop("version")
+        if self._version > SCHEMA_VERSION:
+            self._warn(
+                "The settings file was written by a newer version of the app "
+                f"(schema {self._version}); "
+                "settings this version does not know are kept unchanged."
+            )
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.name not in data:
+                values[setting.name] = setting.default_for(self.paths)
+                continue
+            try:
+                values[setting.name] = setting.coerce(data.pop(setting.name))
+            except SettingsError as exc:
+                values[setting.name] = setting.default_for(self.paths)
+                self._warn(f"{exc} Using the default, {values[setting.name]!r}.")
+        with self._lock:
+            self._values = values
+            self._extra = data
+
+    # Access ---------------------------------------------------------------------------------------
+    def get(self, name: str) -> Any:
+        """A copy of one setting's value."""
+        return copy.deepcopy(self._values[self._setting(name).name])
+
+    def set(self, name: str, value: Any) -> None:
+        """Change one setting in memory (call `save` to keep it); raises SettingsError if it does
+        not fit.
+        """
+        checked = self._setting(name).coerce(value)
+        with self._lock:
+            self._values[name] = checked
+
+    def update(self, **values: Any) -> None:
+        """Set several settings; nothing changes if any of them does not fit."""
+        checked = {name: self._setting(name).coerce(v) for name, v in values.items()}
+        with self._lock:
+            self._values.update(checked)
+
+    def reset(self, name: str) -> None:
+        """Put one setting back to its default."""
+        self.set(name, self._setting(name).default_for(self.paths))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `save` writes: version, known settings, unknown keys kept from the file."""
+        with self._lock:
+            return copy.deepcopy({"version": self._version, **self._values, **self._extra})
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Keys in the file this version does not know; kept and written back."""
+        return copy.deepcopy(self._extra)
+
+    def snapshot(self) -> Any:
+        """The current values as a frozen `Settings` object (attributes named as in SETTINGS)."""
+        with self._lock:
+            return Settings(**copy.deepcopy(self._values))
+
+    def load(self) -> Any:
+        """Read the file again and return the values as a frozen `Settings` object."""
+        self.reload()
+        return self.snapshot()
+
+    def take_warnings(self) -> list[str]:
+        """The load warnings, once: a second call returns an empty list."""
+        taken, self.warnings = self.warnings, []
+        return taken
+
+    def add_recent_model(self, model: str) -> None:
+        """Put `model` first in recent_models, dropping duplicates and the oldest past the bound."""
+        recent = [m for m in self.get("recent_models") if m != model]
+        self.set("recent_models", [model, *recent][:MAX_RECENT_MODELS])
+
+    def file_name(self, **fields: Any) -> str:
+        """The output file name (no extension) from file_name_pattern; see `filenames.expand`."""
+        return filenames.expand(self.get("file_name_pattern"), **fields)
+
+    def expand_file_name(
+        self,
+        *,
+        request: Request,
+        seed: int | None,
+        when: datetime | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> str:
+        """The output file name (no extension) for a run of `request`; `width`/`height` override the
+        request's (an upscale by scale knows its size only once the picture is read)."""
+        return self.file_name(
+            when=when or datetime.now(),
+            seed=seed,
+            prompt=request.prompt,
+            width=width if width is not None else request.width or 0,
+            height=height if height is not None else request.height or 0,
+            model=request.model,
+        )
+
+    @staticmethod
+    def _setting(name: str) -> Setting:
+        try:
+            return SETTINGS_BY_NAME[name]
+        except KeyError:
+            raise SettingsError(
+                f"There is no setting {name!r}; the settings are {', '.join(SETTINGS_BY_NAME)}."
+            ) from None
+
+    # Saving ---------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the settings atomically: a crash or another process never leaves a torn file."""
+        atomic_write_json(self.path, self.as_dict())
