@@ -32,16 +32,27 @@ class StageFigures:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="a model to time (default: random weights, real SDXL shape on a "
-                                   "GPU, tiny on the CPU)")
+    p.add_argument(
+        "--model",
+        help="a model to time (default: random weights, real SDXL shape on a GPU, tiny on the CPU)",
+    )
     p.add_argument("--width", type=int, help="default: 2x the model's base size")
     p.add_argument("--height", type=int)
     p.add_argument("--steps", type=int, help="default 50 on a GPU, 10 on the CPU")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
     p.add_argument("--view-batch-size", type=int, default=16)
+    p.add_argument(
+        "--memory",
+        dest="memory_mode",
+        default="none",
+        choices=("none", "model-offload", "sequential-offload", "auto"),
+        help="memory mode for --model (default none)",
+    )
     p.add_argument("--scheduler", default="euler")
-    p.add_argument("--repeat", type=int, default=1, help="runs to time (the first includes warm-up)")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs to time (the first includes warm-up)"
+    )
     p.add_argument("--no-decode", action="store_true", help="skip decoding the stages")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
@@ -59,8 +70,10 @@ class UNetTimer:
         self.pairs: list[Any] = []
         self.cpu_seconds = 0.0
         self._t0 = 0.0
-        self.handles = [unet.register_forward_pre_hook(self._pre),
-                        unet.register_forward_hook(self._post)]
+        self.handles = [
+            unet.register_forward_pre_hook(self._pre),
+            unet.register_forward_hook(self._post),
+        ]
 
     def _pre(self, module: Any, args: Any) -> None:
         if self.cuda:
@@ -98,6 +111,11 @@ def _rss_mib() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
+def _peak_pixels(args: argparse.Namespace) -> int:
+    width = args.width or 2048
+    return width * (args.height or width)
+
+
 def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
     import torch
 
@@ -108,14 +126,24 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
     if args.model:
         from .models.loader import load_pipeline
 
-        loaded = load_pipeline(args.model, device=args.device, dtype=args.dtype, memory_mode="none")
-        return loaded.pipe, args.model
+        loaded = load_pipeline(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            memory_mode=args.memory_mode,
+            peak_pixels=_peak_pixels(args),
+            view_batch_size=args.view_batch_size,
+        )
+        label = f"{args.model} (memory mode {loaded.memory_mode})"
+        return loaded.pipe, label
     from .models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
 
     if facts.kind == "cpu":
         return build_tiny_pipeline("sdxl", 16).to(dtype=torch.float32), "tiny SDXL-shaped (random)"
-    return (build_sdxl_shaped_pipeline(facts.kind, dtype),
-            f"SDXL-shaped UNet+VAE (random weights, {str(dtype).replace('torch.', '')})")
+    return (
+        build_sdxl_shaped_pipeline(facts.kind, dtype),
+        f"SDXL-shaped UNet+VAE (random weights, {str(dtype).replace('torch.', '')})",
+    )
 
 
 def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigures]:
@@ -156,29 +184,47 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
                 decode_s = time.perf_counter() - t0
             peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
             s = out.stage
-            figures.append(StageFigures(s.index, f"{s.width}x{s.height}", s.dilation,
-                                        out.evaluations - evals0, out.calls - calls0, seconds,
-                                        unet_s, seconds - unet_s, decode_s, peak_gpu, _rss_mib()))
+            figures.append(
+                StageFigures(
+                    s.index,
+                    f"{s.width}x{s.height}",
+                    s.dilation,
+                    out.evaluations - evals0,
+                    out.calls - calls0,
+                    seconds,
+                    unet_s,
+                    seconds - unet_s,
+                    decode_s,
+                    peak_gpu,
+                    _rss_mib(),
+                )
+            )
     finally:
         timer.remove()
     return figures
 
 
 def _table(figures: list[StageFigures]) -> str:
-    head = (f"{'stage':>5} {'size':>11} {'k':>2} {'evals':>6} {'calls':>5} {'unet s':>8} "
-            f"{'other s':>8} {'decode s':>8} {'peak GPU MiB':>12} {'peak RSS MiB':>12}")
+    head = (
+        f"{'stage':>5} {'size':>11} {'k':>2} {'evals':>6} {'calls':>5} {'unet s':>8} "
+        f"{'other s':>8} {'decode s':>8} {'peak GPU MiB':>12} {'peak RSS MiB':>12}"
+    )
     rows = [head]
     for f in figures:
         gpu = f"{f.peak_gpu_mib:12.0f}" if f.peak_gpu_mib is not None else f"{'-':>12}"
-        rows.append(f"{f.stage:>5} {f.size:>11} {f.dilation:>2} {f.evaluations:>6} {f.calls:>5} "
-                    f"{f.unet_seconds:8.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
-                    f"{f.peak_rss_mib:12.0f}")
+        rows.append(
+            f"{f.stage:>5} {f.size:>11} {f.dilation:>2} {f.evaluations:>6} {f.calls:>5} "
+            f"{f.unet_seconds:8.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
+            f"{f.peak_rss_mib:12.0f}"
+        )
     unet = sum(f.unet_seconds for f in figures)
     sampling = sum(f.seconds for f in figures)
     decode = sum(f.decode_seconds for f in figures)
     share = unet / sampling if sampling else 0.0
-    rows.append(f"total: sampling {sampling:.2f} s (UNet {unet:.2f} s, {share:.1%} of sampling), "
-                f"decode {decode:.2f} s, all {sampling + decode:.2f} s")
+    rows.append(
+        f"total: sampling {sampling:.2f} s (UNet {unet:.2f} s, {share:.1%} of sampling), "
+        f"decode {decode:.2f} s, all {sampling + decode:.2f} s"
+    )
     return "\n".join(rows)
 
 
@@ -196,12 +242,21 @@ def run(args: argparse.Namespace) -> int:
     steps = args.steps or (50 if device.type != "cpu" else 10)
     width = args.width or geo.base * 2
     height = args.height or width
-    request = Request(prompt="a lighthouse on a cliff at dusk, detailed", width=width,
-                      height=height, steps=steps, guidance=7.5, seed=args.seed,
-                      view_batch_size=args.view_batch_size, scheduler=args.scheduler)
+    request = Request(
+        prompt="a lighthouse on a cliff at dusk, detailed",
+        width=width,
+        height=height,
+        steps=steps,
+        guidance=7.5,
+        seed=args.seed,
+        view_batch_size=args.view_batch_size,
+        scheduler=args.scheduler,
+    )
     plan = plan_for(pipe, request)
-    print(f"model: {label}; device: {device} ({str(pipe.unet.dtype).replace('torch.', '')}); "
-          f"{width}x{height}, {steps} steps, view batch {args.view_batch_size}")
+    print(
+        f"model: {label}; device: {device} ({str(pipe.unet.dtype).replace('torch.', '')}); "
+        f"{width}x{height}, {steps} steps, view batch {args.view_batch_size}"
+    )
     print(f"plan: {plan.describe()}")
     runs = []
     for n in range(max(1, args.repeat)):
@@ -212,7 +267,17 @@ def run(args: argparse.Namespace) -> int:
         print(_table(figures))
         runs.append({"wall_seconds": wall, "stages": [asdict(f) for f in figures]})
     if args.json:
-        args.json.write_text(json.dumps({"model": label, "device": str(device),
-                                         "width": width, "height": height, "steps": steps,
-                                         "runs": runs}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "model": label,
+                    "device": str(device),
+                    "width": width,
+                    "height": height,
+                    "steps": steps,
+                    "runs": runs,
+                },
+                indent=2,
+            )
+        )
     return 0

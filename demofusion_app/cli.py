@@ -22,10 +22,34 @@ SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
 
 # Flags whose value maps to a Request field of the same name (dest -> field).
 REQUEST_FLAGS = (
-    "prompt", "negative_prompt", "width", "height", "steps", "guidance", "guidance_rescale", "seed",
-    "scheduler", "stride", "view_batch_size", "cosine_scale_1", "cosine_scale_2", "cosine_scale_3",
-    "sigma", "jitter", "progressive", "skip_residual", "dilated", "blur", "scale", "strength",
-    "model", "vae", "device", "dtype", "memory_mode", "prediction_type",
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "guidance_rescale",
+    "seed",
+    "scheduler",
+    "stride",
+    "view_batch_size",
+    "cosine_scale_1",
+    "cosine_scale_2",
+    "cosine_scale_3",
+    "sigma",
+    "jitter",
+    "progressive",
+    "skip_residual",
+    "dilated",
+    "blur",
+    "scale",
+    "strength",
+    "model",
+    "vae",
+    "device",
+    "dtype",
+    "memory_mode",
+    "prediction_type",
 )
 
 
@@ -39,6 +63,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _stride(text: str) -> int | str:
+    if text in ("half", "quarter"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid stride {text!r}: give latent pixels (e.g. 64) or half / quarter"
+        ) from None
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -50,64 +85,120 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
     """Flags shared by generate and upscale. Defaults are None so presets can fill what is not given."""
     g = p.add_argument_group("image")
     g.add_argument("--model", help="diffusers folder, .safetensors file, or hub id (org/name)")
-    g.add_argument("--prompt", help="what to draw" + (" (default: read from the picture)" if upscale
-                                                      else ""))
+    g.add_argument(
+        "--prompt", help="what to draw" + (" (default: read from the picture)" if upscale else "")
+    )
     g.add_argument("--negative-prompt", help="what to avoid")
     g.add_argument("--width", type=int, help="output width in pixels (a multiple of 8)")
     g.add_argument("--height", type=int, help="output height in pixels (a multiple of 8)")
     if upscale:
-        g.add_argument("--scale", type=float, help="upscale factor, e.g. 2 (or give --width/--height)")
-        g.add_argument("--strength", type=float,
-                       help="how much each pass may change the picture, (0, 1]; default 1.0")
+        g.add_argument(
+            "--scale", type=float, help="upscale factor, e.g. 2 (or give --width/--height)"
+        )
+        g.add_argument(
+            "--strength",
+            type=float,
+            help="how much each pass may change the picture, (0, 1]; default 1.0",
+        )
     g.add_argument("--steps", type=int, help="denoising steps per stage (default 50)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7.5; "
-                                                   "1 or less turns guidance off)")
+    g.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (default 7.5; 1 or less turns guidance off)",
+    )
     g.add_argument("--guidance-rescale", type=float, help="guidance rescale, 0-1 (default 0)")
     g.add_argument("--seed", type=int, help="random seed (default: a new one, printed)")
     g.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default euler)")
     d = p.add_argument_group("DemoFusion")
-    d.add_argument("--stride", type=int, help="window stride in latent pixels (default: half window)")
+    d.add_argument(
+        "--stride",
+        type=_stride,
+        help="window stride in latent pixels, or half / quarter of the window (default: half)",
+    )
     d.add_argument("--view-batch-size", type=int, help="views per UNet call (default 16)")
     d.add_argument("--cosine-scale-1", type=float, help="skip residual strength (default 3)")
     d.add_argument("--cosine-scale-2", type=float, help="dilated sampling strength (default 1)")
     d.add_argument("--cosine-scale-3", type=float, help="Gaussian filter strength (default 1)")
     d.add_argument("--sigma", type=float, help="Gaussian filter std (default 0.8)")
-    d.add_argument("--no-jitter", dest="jitter", action="store_const", const=False,
-                   help="do not jitter the local windows")
+    d.add_argument(
+        "--no-jitter",
+        dest="jitter",
+        action="store_const",
+        const=False,
+        help="do not jitter the local windows",
+    )
     a = p.add_argument_group("ablations (the paper's table)")
-    a.add_argument("--no-progressive", dest="progressive", action="store_const", const=False,
-                   help="plain sampling at the target size (direct inference)")
-    a.add_argument("--no-skip-residual", dest="skip_residual", action="store_const", const=False,
-                   help="no skip residual (c1 = 0)")
-    a.add_argument("--no-dilated", dest="dilated", action="store_const", const=False,
-                   help="local windows only, no dilated sampling (c2 = 0)")
-    a.add_argument("--no-blur", dest="blur", action="store_const", const=False,
-                   help="no Gaussian filter on the dilated views")
+    a.add_argument(
+        "--no-progressive",
+        dest="progressive",
+        action="store_const",
+        const=False,
+        help="plain sampling at the target size (direct inference)",
+    )
+    a.add_argument(
+        "--no-skip-residual",
+        dest="skip_residual",
+        action="store_const",
+        const=False,
+        help="no skip residual (c1 = 0)",
+    )
+    a.add_argument(
+        "--no-dilated",
+        dest="dilated",
+        action="store_const",
+        const=False,
+        help="local windows only, no dilated sampling (c2 = 0)",
+    )
+    a.add_argument(
+        "--no-blur",
+        dest="blur",
+        action="store_const",
+        const=False,
+        help="no Gaussian filter on the dilated views",
+    )
     h = p.add_argument_group("model and hardware")
     h.add_argument("--device", choices=DEVICES, help="default auto")
     h.add_argument("--dtype", choices=DTYPES, help="default auto")
     h.add_argument("--memory", dest="memory_mode", choices=MEMORY_MODES, help="default auto")
     h.add_argument("--vae", help="a separate VAE (.safetensors file or diffusers folder)")
-    h.add_argument("--lora", action="append", default=[], metavar="FILE=WEIGHT",
-                   help="a LoRA file and its weight; repeatable")
-    h.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
-                   help="override for SD 2.x single files")
-    h.add_argument("--allow-pickle", action="store_true",
-                   help="allow .ckpt/.pt/.bin files (loaded with weights_only; still a risk)")
+    h.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE=WEIGHT",
+        help="a LoRA file and its weight; repeatable",
+    )
+    h.add_argument(
+        "--prediction-type",
+        choices=("epsilon", "v_prediction"),
+        help="override for SD 2.x single files",
+    )
+    h.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow .ckpt/.pt/.bin files (loaded with weights_only; still a risk)",
+    )
     h.add_argument("--preset", help="start from a saved preset; flags given here win")
     o = p.add_argument_group("output")
     o.add_argument("--output", type=Path, help="the final .png (default: the output folder)")
     o.add_argument("--overwrite", action="store_true", help="replace existing files")
-    o.add_argument("--save-latents", action="store_true",
-                   help="also write FILE.latents.safetensors with every stage's latents")
-    o.add_argument("--save-stages", action="store_true",
-                   help="also write FILE-stage1.png ... as stages finish")
+    o.add_argument(
+        "--save-latents",
+        action="store_true",
+        help="also write FILE.latents.safetensors with every stage's latents",
+    )
+    o.add_argument(
+        "--save-stages", action="store_true", help="also write FILE-stage1.png ... as stages finish"
+    )
     o.add_argument("--no-metadata", action="store_true", help="do not write parameters into PNGs")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="demofusion-app", description=f"{APP_NAME}: high-resolution images with "
-                     "DemoFusion. Without a command, opens the window.")
+    parser = _Parser(
+        prog="demofusion-app",
+        description=f"{APP_NAME}: high-resolution images with "
+        "DemoFusion. Without a command, opens the window.",
+    )
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -132,7 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def request_from_args(args: argparse.Namespace) -> Request:
-    """Request fields from the flags that were given, on top of the preset (if any) and the defaults."""
+    """Request fields from the flags that were given, on top of the preset (if any) and the defaults.
+
+    Relative values ("--stride half", a preset's "2x base") are resolved for the model's geometry, read from
+    the model without loading it. Without --model, the settings' default model is used.
+    """
+    from .models.geometry import geometry_of
+    from .store.errors import StoreError
+    from .store.presets import apply_preset
+
     given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
     if getattr(args, "lora", None):
         from .models.adapters import parse_lora_arg
@@ -143,25 +242,32 @@ def request_from_args(args: argparse.Namespace) -> Request:
             raise UsageError(str(exc)) from exc
     if getattr(args, "image", None) is not None:
         given["init_image"] = str(args.image)
-    values: dict[str, Any] = {}
-    if getattr(args, "preset", None):
-        values.update(_preset_values(args.preset, given))
-    values.update(given)
-    if args.command == "upscale" and "scale" in values and ("width" in given or "height" in given):
-        if "scale" not in given:
-            values.pop("scale")  # an explicit size beats a preset's scale
-        else:
-            raise UsageError("Give either --scale or --width/--height, not both.")
-    return Request.from_dict(values)
+    if args.command == "upscale" and "scale" in given and ("width" in given or "height" in given):
+        raise UsageError("Give either --scale or --width/--height, not both.")
+    if "model" not in given:
+        from .store.settings import SettingsStore
 
-
-def _preset_values(name: str, explicit: dict[str, Any]) -> dict[str, Any]:
-    from .store import presets as store_presets
-
+        default_model = SettingsStore().load().default_model
+        if default_model:
+            given["model"] = default_model
+    geometry = geometry_of(given.get("model", ""))
+    preset = None
     try:
-        return dict(store_presets.values_for_cli(name, explicit))
+        if getattr(args, "preset", None):
+            from .store.preset_store import PresetStore
+
+            preset = PresetStore().get(args.preset)
+        values = apply_preset(preset, given, geometry)
     except KeyError as exc:
-        raise UsageError(f"No preset named {name!r}; see 'demofusion-app presets list'.") from exc
+        raise UsageError(
+            f"No preset named {args.preset!r}; see 'demofusion-app presets list'."
+        ) from exc
+    except StoreError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.command == "generate":
+        values.pop("scale", None)
+        values.pop("strength", None)
+    return Request.from_dict(values)
 
 
 def _install_interrupt(cancel: Any) -> None:
@@ -171,8 +277,10 @@ def _install_interrupt(cancel: Any) -> None:
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        print("\nCancelling after the current UNet call... (Ctrl-C again to stop now)",
-              file=sys.stderr)
+        print(
+            "\nCancelling after the current UNet call... (Ctrl-C again to stop now)",
+            file=sys.stderr,
+        )
 
     signal.signal(signal.SIGINT, handler)
 
@@ -186,8 +294,10 @@ def run_generation(args: argparse.Namespace) -> int:
     if args.output is None:
         raise UsageError("Say where to write the image: --output FILE.png")
     if args.output.suffix.lower() != ".png":
-        raise UsageError(f"--output must end in .png, not {args.output.name!r}; "
-                         f"try {args.output.with_suffix('.png').name}.")
+        raise UsageError(
+            f"--output must end in .png, not {args.output.name!r}; "
+            f"try {args.output.with_suffix('.png').name}."
+        )
     from .engine.request import validate
     from .jobs import new_seed
 
@@ -197,9 +307,15 @@ def run_generation(args: argparse.Namespace) -> int:
         print(f"Seed: {request.seed}", file=sys.stderr)
     if args.output.exists() and not args.overwrite:
         raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
-    options = JobOptions(output=args.output, save_stages=args.save_stages,
-                         save_latents=args.save_latents, overwrite=args.overwrite,
-                         write_metadata=not args.no_metadata, preview_every=0)
+    options = JobOptions(
+        output=args.output,
+        save_stages=args.save_stages,
+        save_latents=args.save_latents,
+        overwrite=args.overwrite,
+        write_metadata=not args.no_metadata,
+        preview_every=0,
+        allow_pickle=args.allow_pickle,
+    )
     cancel = CancelToken()
     _install_interrupt(cancel)
     progress = TerminalProgress(sys.stderr)
@@ -269,6 +385,9 @@ def _report(exc: Exception, verbose: bool) -> int:
     if isinstance(exc, expected):
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"error: {type(exc).__name__}: {exc}" + ("" if verbose else
-          " (run with --verbose for details)"), file=sys.stderr)
+    print(
+        f"error: {type(exc).__name__}: {exc}"
+        + ("" if verbose else " (run with --verbose for details)"),
+        file=sys.stderr,
+    )
     return EXIT_FAILURE

@@ -19,7 +19,9 @@ class TerminalProgress:
     def __call__(self, event: object) -> None:
         if isinstance(event, StageStarted):
             self._ensure_bar()
-            self.bar.set_description(f"stage {event.stage}/{event.stages} {event.width}x{event.height}")
+            self.bar.set_description(
+                f"stage {event.stage}/{event.stages} {event.width}x{event.height}"
+            )
         elif isinstance(event, StepDone):
             bar = self._ensure_bar(event.evaluations_total)
             bar.total = event.evaluations_total
@@ -35,8 +37,14 @@ class TerminalProgress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=self.stream, unit="eval", dynamic_ncols=True,
-                            leave=True, mininterval=0.2)
+            self.bar = tqdm(
+                total=total,
+                file=self.stream,
+                unit="eval",
+                dynamic_ncols=True,
+                leave=True,
+                mininterval=0.2,
+            )
         return self.bar
 
     def _write(self, text: str) -> None:

@@ -52,6 +52,7 @@ class JobOptions:
     write_metadata: bool = True
     preview_every: int = 4
     prompt_from_metadata: bool = True
+    allow_pickle: bool = False  # .ckpt/.pt/.bin, read weights-only; the user must opt in
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,11 @@ def default_output(request: Request, seed: int) -> Path:
     store = SettingsStore()
     settings = store.load()
     folder = Path(settings.output_folder)
-    name = store.expand_file_name(request=request, seed=seed) if hasattr(
-        store, "expand_file_name") else f"{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
+    name = (
+        store.expand_file_name(request=request, seed=seed)
+        if hasattr(store, "expand_file_name")
+        else f"{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
+    )
     path = folder / f"{name}.png"
     n = 2
     while path.exists() or stage_path(path, 1).exists():
@@ -111,7 +115,9 @@ def _check_output(output: Path, stages: int, options: JobOptions) -> None:
     if not options.overwrite:
         existing = [p for p in targets if p.exists()]
         if existing:
-            raise JobError(f"{existing[0]} already exists; choose another name or pass --overwrite.")
+            raise JobError(
+                f"{existing[0]} already exists; choose another name or pass --overwrite."
+            )
     output.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -139,22 +145,37 @@ def _fill_from_metadata(request: Request) -> Request:
     return request.replace(**changes)
 
 
-def _png_text(request: Request, seed: int, width: int, height: int, model_name: str,
-              stage: int | None, stages: int) -> dict[str, str]:
+def _png_text(
+    request: Request,
+    seed: int,
+    width: int,
+    height: int,
+    model_name: str,
+    stage: int | None,
+    stages: int,
+) -> dict[str, str]:
     from .engine.schedulers import LABELS
     from .imaging.metadata import png_text_chunks
 
     extra = {"DemoFusion stage": f"{stage}/{stages}"} if stage is not None else None
-    return png_text_chunks(request.to_dict(), seed=seed, width=width, height=height,
-                           model_name=model_name, sampler_label=LABELS[request.scheduler],
-                           extra=extra)
+    return png_text_chunks(
+        request.to_dict(),
+        seed=seed,
+        width=width,
+        height=height,
+        model_name=model_name,
+        sampler_label=LABELS[request.scheduler],
+        extra=extra,
+    )
 
 
 def _oom_message(request: Request) -> str:
     lower = max(1, request.view_batch_size // 2)
-    return (f"The GPU ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
-            f"{lower}), use memory mode 'model-offload' or 'sequential-offload', or pick a smaller size. "
-            "Stage images already finished are kept.")
+    return (
+        f"The GPU ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
+        f"{lower}), use memory mode 'model-offload' or 'sequential-offload', or pick a smaller size. "
+        "Stage images already finished are kept."
+    )
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -164,8 +185,14 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
-def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], None] | None = None,
-            cancel: CancelToken | None = None, cache: Any = None, pipeline: Any = None) -> JobResult:
+def run_job(
+    request: Request,
+    options: JobOptions,
+    on_event: Callable[[Event], None] | None = None,
+    cancel: CancelToken | None = None,
+    cache: Any = None,
+    pipeline: Any = None,
+) -> JobResult:
     """Run `request` to the end (or until cancelled), writing stage images and the final PNG.
 
     `pipeline` (a loaded diffusers pipeline) skips loading; otherwise the model comes from `cache` (a
@@ -184,7 +211,7 @@ def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], N
 
     model_name = Path(request.model).name if request.model else "model"
     if pipeline is None:
-        loaded = _load(request, cache)
+        loaded = _load(request, cache, options.allow_pickle)
         pipeline = loaded.pipe
         source_info = getattr(loaded, "source", None)
         model_name = getattr(source_info, "name", None) or model_name
@@ -216,12 +243,21 @@ def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], N
             cancel.raise_if_cancelled()
 
     try:
+
         def keep_input(latents: Any) -> None:
             if options.save_latents:
                 saved_latents["input"] = latents.detach().float().cpu()
 
-        for out in run_stages(pipeline, request, seed, source=source, emit=forward, cancel=cancel,
-                              preview_every=options.preview_every, on_input=keep_input):
+        for out in run_stages(
+            pipeline,
+            request,
+            seed,
+            source=source,
+            emit=forward,
+            cancel=cancel,
+            preview_every=options.preview_every,
+            on_input=keep_input,
+        ):
             stage = out.stage
             latents_cpu = out.latents.detach().float().cpu()
             if options.save_latents:
@@ -233,9 +269,19 @@ def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], N
                 if is_final and image.size != (plan.width, plan.height):
                     image = image.resize((plan.width, plan.height))
                 path = output if is_final else stage_path(output, stage.index)
-                text = (_png_text(request, seed, image.width, image.height, model_name,
-                                  None if is_final else stage.index, plan.stage_count)
-                        if options.write_metadata else None)
+                text = (
+                    _png_text(
+                        request,
+                        seed,
+                        image.width,
+                        image.height,
+                        model_name,
+                        None if is_final else stage.index,
+                        plan.stage_count,
+                    )
+                    if options.write_metadata
+                    else None
+                )
                 from .imaging.images import save_png_atomic
 
                 save_png_atomic(image, path, text=text, overwrite=True)
@@ -243,12 +289,17 @@ def run_job(request: Request, options: JobOptions, on_event: Callable[[Event], N
                     final_path, final_image = path, image
                 else:
                     stage_paths.append(path)
-            emit(StageFinished(stage.index, plan.stage_count, latents_cpu, image,
-                               str(path) if path else None))
+            emit(
+                StageFinished(
+                    stage.index, plan.stage_count, latents_cpu, image, str(path) if path else None
+                )
+            )
     except Cancelled:
         _write_latents(options, output, saved_latents)
         emit(RunCancelled(last_stage[0], last_stage[1], tuple(str(p) for p in stage_paths)))
-        return JobResult(None, tuple(stage_paths), seed, time.perf_counter() - started, True, request)
+        return JobResult(
+            None, tuple(stage_paths), seed, time.perf_counter() - started, True, request
+        )
     except Exception as exc:
         if _is_oom(exc):
             raise OutOfMemory(_oom_message(request)) from exc
@@ -272,13 +323,22 @@ def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> 
     tmp.replace(path)
 
 
-def _load(request: Request, cache: Any) -> Any:
+def _load(request: Request, cache: Any, allow_pickle: bool = False) -> Any:
     """The loaded pipeline for a request, through the cache when the face keeps one."""
-    kwargs = {"device": request.device, "dtype": request.dtype, "memory_mode": request.memory_mode,
-              "vae": request.vae, "loras": request.loras, "prediction_type": request.prediction_type}
+    kwargs = {
+        "device": request.device,
+        "dtype": request.dtype,
+        "memory_mode": request.memory_mode,
+        "vae": request.vae,
+        "loras": request.loras,
+        "prediction_type": request.prediction_type,
+        "allow_pickle": allow_pickle,
+    }
     if not request.model:
-        raise JobError("No model chosen; pass --model with a .safetensors file, a diffusers folder or "
-                       "a hub id such as stabilityai/stable-diffusion-xl-base-1.0.")
+        raise JobError(
+            "No model chosen; pass --model with a .safetensors file, a diffusers folder or "
+            "a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
+        )
     if cache is not None:
         return cache.get(request.model, **kwargs)
     from .models.loader import load_pipeline

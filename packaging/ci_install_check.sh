@@ -50,7 +50,8 @@ mkdir -p "$FAKE_HOME"
 started=$(date +%s)
 
 step "install into $PREFIX (CPU torch: $TORCH_SPEC, no desktop entries)"
-installer --cpu --torch-spec "$TORCH_SPEC" --no-desktop "${python_args[@]}"
+# --no-uv: uv ignores pip's configuration, which is what points at the local torch wheel here.
+installer --cpu --torch-spec "$TORCH_SPEC" --no-desktop --no-uv "${python_args[@]}"
 install_seconds=$(($(date +%s) - started))
 for unwanted in .local/share/applications .local/share/icons .local/bin; do
     [[ ! -e "$FAKE_HOME/$unwanted" ]] || fail "--no-desktop created ~/$unwanted"
@@ -86,7 +87,7 @@ else
 fi
 
 step "update with desktop integration (HOME=$FAKE_HOME)"
-installer --update
+installer --update --no-uv
 desktop="$FAKE_HOME/.local/share/applications/demofusion-studio.desktop"
 [[ -f "$desktop" ]] || fail "no menu entry at $desktop"
 grep -qx "Exec=$APP %F" "$desktop" || fail "menu entry does not run $APP: $(grep '^Exec=' "$desktop")"

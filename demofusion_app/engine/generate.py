@@ -23,10 +23,17 @@ def plan_for(pipe: Any, request: Request, source_size: tuple[int, int] | None = 
     return make_plan(request, geometry, source_size)
 
 
-def run_stages(pipe: Any, request: Request, seed: int, *, source: Any = None,
-               emit: Callable[[object], None] | None = None, cancel: CancelToken | None = None,
-               preview_every: int = 0,
-               on_input: Callable[[torch.Tensor], None] | None = None) -> Iterator[StageOutput]:
+def run_stages(
+    pipe: Any,
+    request: Request,
+    seed: int,
+    *,
+    source: Any = None,
+    emit: Callable[[object], None] | None = None,
+    cancel: CancelToken | None = None,
+    preview_every: int = 0,
+    on_input: Callable[[torch.Tensor], None] | None = None,
+) -> Iterator[StageOutput]:
     """Run a request on `pipe`, yielding each stage's latents as it finishes.
 
     `source` is the picture to upscale (PIL RGB) for image-to-image requests. The generator draws, in order:
@@ -41,8 +48,14 @@ def run_stages(pipe: Any, request: Request, seed: int, *, source: Any = None,
     plan = plan_for(pipe, request, source_size)
     device = torch.device(pipe._execution_device)
     generator = torch.Generator("cpu").manual_seed(seed)
-    embeddings = encode_prompts(pipe, request.prompt, request.negative_prompt, cfg=plan.cfg,
-                                device=device, dtype=pipe.unet.dtype)
+    embeddings = encode_prompts(
+        pipe,
+        request.prompt,
+        request.negative_prompt,
+        cfg=plan.cfg,
+        device=device,
+        dtype=pipe.unet.dtype,
+    )
     initial = None
     if source is not None:
         from PIL import Image
@@ -59,7 +72,16 @@ def run_stages(pipe: Any, request: Request, seed: int, *, source: Any = None,
     def preview(stage: int, step: int, latents: torch.Tensor) -> None:
         emit(StagePreview(stage, step, preview_rgb(latents, family)))
 
-    sampler = DemoFusionSampler(pipe, request, plan, embeddings, generator, emit=emit,
-                                cancel=cancel, initial=initial, preview=preview,
-                                preview_every=preview_every)
+    sampler = DemoFusionSampler(
+        pipe,
+        request,
+        plan,
+        embeddings,
+        generator,
+        emit=emit,
+        cancel=cancel,
+        initial=initial,
+        preview=preview,
+        preview_every=preview_every,
+    )
     yield from sampler.run()

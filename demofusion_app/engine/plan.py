@@ -77,7 +77,9 @@ class Plan:
     stages: tuple[Stage, ...]
     cfg: bool
     dilated: bool = True
-    source_size: tuple[int, int] | None = None  # (height, width) the picture enters at, image to image
+    source_size: tuple[int, int] | None = (
+        None  # (height, width) the picture enters at, image to image
+    )
 
     @property
     def stage_count(self) -> int:
@@ -95,18 +97,23 @@ class Plan:
         return sum(self.evaluations(s) for s in self.stages)
 
     def describe(self) -> str:
-        parts = [f"{s.width}x{s.height}" + (f" (k {s.dilation})" if s.kind != "base" else "")
-                 for s in self.stages]
-        return (f"{self.stage_count} stage{'s' if self.stage_count > 1 else ''}: "
-                f"{' -> '.join(parts)}; {self.total_evaluations} UNet evaluations")
+        parts = [
+            f"{s.width}x{s.height}" + (f" (k {s.dilation})" if s.kind != "base" else "")
+            for s in self.stages
+        ]
+        return (
+            f"{self.stage_count} stage{'s' if self.stage_count > 1 else ''}: "
+            f"{' -> '.join(parts)}; {self.total_evaluations} UNet evaluations"
+        )
 
 
 def _round8(value: float) -> int:
-    return max(8, int(round(value / 8)) * 8)
+    return max(8, round(value / 8) * 8)
 
 
-def _stage(index: int, h: int, w: int, k: int, kind: str, geo: Geometry, stride: int,
-           start: int = 0) -> Stage:
+def _stage(
+    index: int, h: int, w: int, k: int, kind: str, geo: Geometry, stride: int, start: int = 0
+) -> Stage:
     lh, lw = int(h / geo.vae_scale_factor), int(w / geo.vae_scale_factor)
     if kind == "base":
         nh = nw = 1
@@ -163,8 +170,9 @@ def upscale_target(request: Request, height: int, width: int) -> tuple[int, int]
     return request.height, request.width
 
 
-def upscale_sizes(src_h: int, src_w: int, target_h: int, target_w: int,
-                  geo: Geometry) -> list[tuple[int, int, int]]:
+def upscale_sizes(
+    src_h: int, src_w: int, target_h: int, target_w: int, geo: Geometry
+) -> list[tuple[int, int, int]]:
     """(height, width, dilation) per pass for image to image (rule 24)."""
     x1 = geo.base
     eh, ew = entry_size(src_h, src_w, geo)
@@ -183,8 +191,11 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
     """The stage plan of a (validated) request; `source_size` is the picture's (height, width) to upscale."""
     stride = request.stride if request.stride is not None else geo.default_stride()
     if stride > geo.window:
-        raise RequestError("stride", f"Stride {stride} is wider than the model's window of "
-                                     f"{geo.window}; use at most {geo.window}.")
+        raise RequestError(
+            "stride",
+            f"Stride {stride} is wider than the model's window of "
+            f"{geo.window}; use at most {geo.window}.",
+        )
     cfg = request.guidance > 1.0
     if request.is_upscale:
         if source_size is None:
@@ -196,8 +207,10 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
             eh_ew = (th, tw)
         else:
             sizes = upscale_sizes(*source_size, th, tw, geo)
-            stages = tuple(_stage(i + 1, h, w, k, "demofusion", geo, stride, start)
-                           for i, (h, w, k) in enumerate(sizes))
+            stages = tuple(
+                _stage(i + 1, h, w, k, "demofusion", geo, stride, start)
+                for i, (h, w, k) in enumerate(sizes)
+            )
             eh_ew = (sizes[0][0], sizes[0][1])
         return Plan(th, tw, request.steps, stages, cfg, request.dilated, eh_ew)
     assert request.height is not None and request.width is not None

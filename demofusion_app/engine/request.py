@@ -106,11 +106,15 @@ def _check_side(name: str, value: int | None, *, required: bool) -> None:
             raise RequestError(name, f"{name.capitalize()} is missing; give a size such as 2048.")
         return
     if not isinstance(value, int) or isinstance(value, bool):
-        raise RequestError(name, f"{name.capitalize()} must be a whole number of pixels, not {value!r}.")
+        raise RequestError(
+            name, f"{name.capitalize()} must be a whole number of pixels, not {value!r}."
+        )
     if value < 64:
         raise RequestError(name, f"{name.capitalize()} {value} is too small; use at least 64.")
     if value > MAX_SIDE:
-        raise RequestError(name, f"{name.capitalize()} {value} is too large; use at most {MAX_SIDE}.")
+        raise RequestError(
+            name, f"{name.capitalize()} {value} is too large; use at most {MAX_SIDE}."
+        )
     if value % 8:
         low, high = nearest_multiples(value, 8)
         raise RequestError(
@@ -140,11 +144,13 @@ def validate(request: Request, window: int | None = None) -> Request:
     if r.is_upscale:
         if r.scale is not None and (r.width is not None or r.height is not None):
             raise RequestError(
-                "scale", "Give either a scale (--scale 2) or a target size (--width/--height), not both."
+                "scale",
+                "Give either a scale (--scale 2) or a target size (--width/--height), not both.",
             )
         if r.scale is None and (r.width is None or r.height is None):
             raise RequestError(
-                "scale", "Say how large to upscale: a scale such as --scale 2, or --width and --height."
+                "scale",
+                "Say how large to upscale: a scale such as --scale 2, or --width and --height.",
             )
         if r.scale is not None:
             _check_range("scale", r.scale, 1.0, 16.0, "use a factor from 1 to 16, such as 2")
@@ -153,13 +159,19 @@ def validate(request: Request, window: int | None = None) -> Request:
             _check_side("height", r.height, required=True)
         _check_range("strength", r.strength, 0.0, 1.0, "use a value in (0, 1], such as 0.6 or 1.0")
         if r.strength <= 0:
-            raise RequestError("strength", "Strength 0 would change nothing; use a value such as 0.5.")
+            raise RequestError(
+                "strength", "Strength 0 would change nothing; use a value such as 0.5."
+            )
     else:
         _check_side("width", r.width, required=True)
         _check_side("height", r.height, required=True)
     if not isinstance(r.steps, int) or isinstance(r.steps, bool) or not 1 <= r.steps <= MAX_STEPS:
-        raise RequestError("steps", f"Steps {r.steps!r} is out of range; use 1 to {MAX_STEPS}, e.g. 50.")
-    _check_range("guidance", r.guidance, 0.0, 50.0, "use 0 to 50; 7.5 is usual, 1 turns guidance off")
+        raise RequestError(
+            "steps", f"Steps {r.steps!r} is out of range; use 1 to {MAX_STEPS}, e.g. 50."
+        )
+    _check_range(
+        "guidance", r.guidance, 0.0, 50.0, "use 0 to 50; 7.5 is usual, 1 turns guidance off"
+    )
     _check_range("guidance_rescale", r.guidance_rescale, 0.0, 1.0, "use 0 to 1, e.g. 0.7")
     if r.seed is not None and (
         not isinstance(r.seed, int) or isinstance(r.seed, bool) or not 0 <= r.seed <= MAX_SEED
@@ -167,11 +179,14 @@ def validate(request: Request, window: int | None = None) -> Request:
         raise RequestError("seed", f"Seed {r.seed!r} must be a whole number from 0 to {MAX_SEED}.")
     if r.scheduler not in SCHEDULERS:
         raise RequestError(
-            "scheduler", f"Unknown scheduler {r.scheduler!r}; choose one of {', '.join(SCHEDULERS)}."
+            "scheduler",
+            f"Unknown scheduler {r.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.",
         )
     if r.stride is not None:
         if not isinstance(r.stride, int) or isinstance(r.stride, bool) or r.stride < 1:
-            raise RequestError("stride", f"Stride {r.stride!r} must be a whole number of latent pixels >= 1.")
+            raise RequestError(
+                "stride", f"Stride {r.stride!r} must be a whole number of latent pixels >= 1."
+            )
         if window is not None and r.stride > window:
             raise RequestError(
                 "stride",
@@ -180,17 +195,24 @@ def validate(request: Request, window: int | None = None) -> Request:
             )
     if not isinstance(r.view_batch_size, int) or not 1 <= r.view_batch_size <= 1024:
         raise RequestError(
-            "view_batch_size", f"View batch size {r.view_batch_size!r} must be 1 to 1024; 16 is usual."
+            "view_batch_size",
+            f"View batch size {r.view_batch_size!r} must be 1 to 1024; 16 is usual.",
         )
     for name in ("cosine_scale_1", "cosine_scale_2", "cosine_scale_3"):
         _check_range(name, getattr(r, name), 0.0, 100.0, "use 0 to 100; the paper uses 3, 1 and 1")
     _check_range("sigma", r.sigma, 0.0, 100.0, "use a positive value such as 0.8")
     if r.sigma <= 0 and r.blur:
-        raise RequestError("sigma", "Sigma must be above 0 with blur on; use 0.8, or turn blur off.")
+        raise RequestError(
+            "sigma", "Sigma must be above 0 with blur on; use 0.8, or turn blur off."
+        )
     if r.device not in DEVICES:
-        raise RequestError("device", f"Unknown device {r.device!r}; choose one of {', '.join(DEVICES)}.")
+        raise RequestError(
+            "device", f"Unknown device {r.device!r}; choose one of {', '.join(DEVICES)}."
+        )
     if r.dtype not in DTYPES:
-        raise RequestError("dtype", f"Unknown dtype {r.dtype!r}; choose one of {', '.join(DTYPES)}.")
+        raise RequestError(
+            "dtype", f"Unknown dtype {r.dtype!r}; choose one of {', '.join(DTYPES)}."
+        )
     if r.memory_mode not in MEMORY_MODES:
         raise RequestError(
             "memory_mode",

@@ -30,7 +30,7 @@ def model_geometry(pipe: Any) -> Geometry:
 
 
 def model_family(pipe: Any) -> str:
-    """"sdxl" when the pipeline has SDXL's second text encoder, else "sd" (SD 1.x / 2.x)."""
+    """ "sdxl" when the pipeline has SDXL's second text encoder, else "sd" (SD 1.x / 2.x)."""
     return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
 
 
@@ -54,8 +54,16 @@ class StageOutput:
 class Denoiser:
     """Runs the UNet on batches of views with CFG, counting evaluations and honouring the cancel token."""
 
-    def __init__(self, pipe: Any, request: Request, plan: Plan, emb: Any, device: torch.device,
-                 cancel: CancelToken | None, batch_size: int) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        request: Request,
+        plan: Plan,
+        emb: Any,
+        device: torch.device,
+        cancel: CancelToken | None,
+        batch_size: int,
+    ) -> None:
         self.unet = pipe.unet
         self.dtype = pipe.unet.dtype
         self.device = device
@@ -84,20 +92,22 @@ class Denoiser:
         ctx = self.context[idx]
         return ctx, self.pooled[idx] if self.sdxl else None
 
-    def predict(self, inputs: torch.Tensor, t: torch.Tensor, crops: list[tuple[int, int]]) -> torch.Tensor:
+    def predict(
+        self, inputs: torch.Tensor, t: torch.Tensor, crops: list[tuple[int, int]]
+    ) -> torch.Tensor:
         """Guided model output (float32) for each view of `inputs` (already scaled for step t)."""
         out = torch.empty_like(inputs, dtype=torch.float32)
         h, w = self.size
         for a in range(0, inputs.shape[0], self.batch_size):
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
-            chunk = inputs[a:a + self.batch_size].to(self.dtype)
+            chunk = inputs[a : a + self.batch_size].to(self.dtype)
             n = chunk.shape[0]
             x = torch.cat([chunk, chunk]) if self.cfg else chunk
             ctx, pooled = self._context(n)
             kwargs: dict[str, Any] = {}
             if self.sdxl:
-                rows = [[h, w, ct, cl, h, w] for ct, cl in crops[a:a + n]]
+                rows = [[h, w, ct, cl, h, w] for ct, cl in crops[a : a + n]]
                 ids = torch.tensor(rows * (2 if self.cfg else 1), dtype=self.dtype)
                 if self.device.type == "cuda":
                     ids = ids.pin_memory().to(self.device, non_blocking=True)
@@ -112,7 +122,7 @@ class Denoiser:
                     guided = rescale_guidance(guided, text, self.rescale)
             else:
                 guided = pred.float()
-            out[a:a + n] = guided
+            out[a : a + n] = guided
             self.calls += 1
             self.evaluations += n * (2 if self.cfg else 1)
         return out
@@ -126,11 +136,20 @@ class DemoFusionSampler:
     `preview(stage, step, latents)` is called every `preview_every` steps.
     """
 
-    def __init__(self, pipe: Any, request: Request, plan: Plan, embeddings: Any,
-                 generator: torch.Generator, *, emit: Emit | None = None,
-                 cancel: CancelToken | None = None, initial: torch.Tensor | None = None,
-                 preview: Callable[[int, int, torch.Tensor], None] | None = None,
-                 preview_every: int = 0) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        request: Request,
+        plan: Plan,
+        embeddings: Any,
+        generator: torch.Generator,
+        *,
+        emit: Emit | None = None,
+        cancel: CancelToken | None = None,
+        initial: torch.Tensor | None = None,
+        preview: Callable[[int, int, torch.Tensor], None] | None = None,
+        preview_every: int = 0,
+    ) -> None:
         self.pipe = pipe
         self.request = request
         self.plan = plan
@@ -142,9 +161,12 @@ class DemoFusionSampler:
         self.preview_every = preview_every
         self.geometry = model_geometry(pipe)
         self.device = torch.device(pipe._execution_device)
-        self.stride = request.stride if request.stride is not None else self.geometry.default_stride()
-        self.denoiser = Denoiser(pipe, request, plan, embeddings, self.device, cancel,
-                                 request.view_batch_size)
+        self.stride = (
+            request.stride if request.stride is not None else self.geometry.default_stride()
+        )
+        self.denoiser = Denoiser(
+            pipe, request, plan, embeddings, self.device, cancel, request.view_batch_size
+        )
         self.num_train_timesteps = int(pipe.scheduler.config.num_train_timesteps)
         self.anchor: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -155,8 +177,12 @@ class DemoFusionSampler:
         return noise.to(self.device)
 
     def _new_scheduler(self, stage: Stage) -> Any:
-        scheduler = make_scheduler(self.pipe.scheduler.config, self.request.scheduler,
-                                   steps=self.plan.steps, corrector=stage.index == 1)
+        scheduler = make_scheduler(
+            self.pipe.scheduler.config,
+            self.request.scheduler,
+            steps=self.plan.steps,
+            corrector=stage.index == 1,
+        )
         scheduler.set_timesteps(self.plan.steps, device=self.device)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(stage.start_step)
@@ -164,15 +190,24 @@ class DemoFusionSampler:
 
     def _events(self, stage: Stage, step: int) -> None:
         plan = self.plan
-        self.emit(StepDone(stage.index, plan.stage_count, step, plan.steps_run(stage),
-                           self.denoiser.evaluations, plan.total_evaluations))
+        self.emit(
+            StepDone(
+                stage.index,
+                plan.stage_count,
+                step,
+                plan.steps_run(stage),
+                self.denoiser.evaluations,
+                plan.total_evaluations,
+            )
+        )
 
     def _maybe_preview(self, stage: Stage, step: int, latents: torch.Tensor) -> None:
         if self.preview is not None and self.preview_every and step % self.preview_every == 0:
             self.preview(stage.index, step, latents)
 
-    def _step(self, scheduler: Any, pred: torch.Tensor, t: torch.Tensor,
-              latents: torch.Tensor) -> torch.Tensor:
+    def _step(
+        self, scheduler: Any, pred: torch.Tensor, t: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
         kwargs: dict[str, Any] = {"return_dict": False}
         if self.request.scheduler == "euler_a":
             kwargs["generator"] = self.generator
@@ -187,8 +222,16 @@ class DemoFusionSampler:
         if latents is not None:
             self.anchor = (latents.mean(), latents.std())
         for stage in self.plan.stages:
-            self.emit(StageStarted(stage.index, self.plan.stage_count, stage.height, stage.width,
-                                   self.plan.steps_run(stage), stage.kind))
+            self.emit(
+                StageStarted(
+                    stage.index,
+                    self.plan.stage_count,
+                    stage.height,
+                    stage.width,
+                    self.plan.steps_run(stage),
+                    stage.kind,
+                )
+            )
             if stage.kind == "base":
                 latents = self._base_stage(stage, latents)
                 if self.initial is None:
@@ -225,8 +268,11 @@ class DemoFusionSampler:
         geo = self.geometry
         scheduler = self._new_scheduler(stage)
         size = (stage.latent_height, stage.latent_width)
-        upsampled = previous if previous.shape[-2:] == size else F.interpolate(
-            previous, size=size, mode="bicubic")
+        upsampled = (
+            previous
+            if previous.shape[-2:] == size
+            else F.interpolate(previous, size=size, mode="bicubic")
+        )
         levels = NoiseLevels(scheduler, upsampled, self._randn(tuple(upsampled.shape)))
         latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
@@ -248,11 +294,13 @@ class DemoFusionSampler:
                 layout = V.window_layout(*size, geo.window, self.stride, self.generator)
                 index = layout.flat_index(self.device)
             padded = F.pad(latents, (layout.pad,) * 4)
-            local_in = V.gather_windows(scheduler.scale_model_input(padded, t), index,
-                                        layout.height, layout.width)
+            local_in = V.gather_windows(
+                scheduler.scale_model_input(padded, t), index, layout.height, layout.width
+            )
             local_crops = layout.crops(geo.vae_scale_factor)
-            # Global path: blurred dilated sub-lattices (rules 16-18).
-            if c2 > 0:
+            # Global path: blurred dilated sub-lattices (rules 16-18). Run even where c2 is 0 (t = 0 on
+            # some schedules) so that progress counts stay those of the plan.
+            if r.dilated:
                 lattice, ph, pw = V.pad_to_multiple(latents, k)
                 if r.blur and k > 1:
                     c3 = 0.99 * cf**r.cosine_scale_3 + 0.01
@@ -262,9 +310,10 @@ class DemoFusionSampler:
                 merged = V.merge_lattices(global_pred, k)[:, :, ph:, pw:]
             else:
                 local_pred = self.denoiser.predict(local_in, t, local_crops)
-            local = V.scatter_mean(local_pred, index, layout.canvas_height, layout.canvas_width,
-                                   layout.pad)
-            pred = local * (1 - c2) + merged * c2 if c2 > 0 else local
+            local = V.scatter_mean(
+                local_pred, index, layout.canvas_height, layout.canvas_width, layout.pad
+            )
+            pred = local * (1 - c2) + merged * c2 if r.dilated else local
             latents = self._step(scheduler, pred, t, latents)
             self._events(stage, n)
             self._maybe_preview(stage, n, latents)
@@ -272,13 +321,20 @@ class DemoFusionSampler:
         mean, std = self.anchor
         return (latents - latents.mean()) / latents.std() * std + mean
 
-    def _predict_both(self, local_in: torch.Tensor, local_crops: list[tuple[int, int]],
-                      global_in: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _predict_both(
+        self,
+        local_in: torch.Tensor,
+        local_crops: list[tuple[int, int]],
+        global_in: torch.Tensor,
+        t: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict windows and sub-lattices; in shared UNet batches when their shapes agree."""
         if local_in.shape[1:] == global_in.shape[1:]:
             both = torch.cat([local_in, global_in])
             crops = local_crops + [(0, 0)] * global_in.shape[0]
             pred = self.denoiser.predict(both, t, crops)
-            return pred[: local_in.shape[0]], pred[local_in.shape[0]:]
-        return (self.denoiser.predict(local_in, t, local_crops),
-                self.denoiser.predict(global_in, t, [(0, 0)] * global_in.shape[0]))
+            return pred[: local_in.shape[0]], pred[local_in.shape[0] :]
+        return (
+            self.denoiser.predict(local_in, t, local_crops),
+            self.denoiser.predict(global_in, t, [(0, 0)] * global_in.shape[0]),
+        )

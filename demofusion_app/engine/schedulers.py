@@ -38,7 +38,9 @@ def make_scheduler(config: Any, name: str, *, steps: int, corrector: bool = True
         return EulerAncestralDiscreteScheduler.from_config(config)
     if name in ("dpmpp_2m", "dpmpp_2m_karras"):
         return DPMSolverMultistepScheduler.from_config(
-            config, algorithm_type="dpmsolver++", solver_order=2,
+            config,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
             use_karras_sigmas=name == "dpmpp_2m_karras",
         )
     if name == "ddim":

@@ -74,8 +74,9 @@ class WindowLayout:
         return [(h * vae_scale_factor, w * vae_scale_factor) for h, w in self.starts]
 
 
-def window_layout(latent_h: int, latent_w: int, window: int, stride: int,
-                  generator: torch.Generator | None) -> WindowLayout:
+def window_layout(
+    latent_h: int, latent_w: int, window: int, stride: int, generator: torch.Generator | None
+) -> WindowLayout:
     """The windows of one step (rules 12-13). With a generator, offsets are drawn per window, width first,
     then height, as `torch.randint(lo, hi + 1, (1,), generator=g)`; without one (jitter off) they are 0."""
     pad = jitter_range(window, stride)
@@ -95,12 +96,18 @@ def window_layout(latent_h: int, latent_w: int, window: int, stride: int,
             ow, oh = offsets
             starts.append((h0 + oh + pad, w0 + ow + pad))
     return WindowLayout(
-        tuple(starts), hs[0][1] - hs[0][0], ws[0][1] - ws[0][0], pad,
-        latent_h + 2 * pad, latent_w + 2 * pad,
+        tuple(starts),
+        hs[0][1] - hs[0][0],
+        ws[0][1] - ws[0][0],
+        pad,
+        latent_h + 2 * pad,
+        latent_w + 2 * pad,
     )
 
 
-def gather_windows(padded: torch.Tensor, index: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def gather_windows(
+    padded: torch.Tensor, index: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
     """All windows of a (1, C, Hp, Wp) canvas as a (V, C, height, width) batch, in one indexing op."""
     channels = padded.shape[1]
     flat = padded.reshape(channels, -1)
@@ -108,16 +115,17 @@ def gather_windows(padded: torch.Tensor, index: torch.Tensor, height: int, width
     return views.permute(1, 0, 2).reshape(index.shape[0], channels, height, width)
 
 
-def scatter_mean(views: torch.Tensor, index: torch.Tensor, canvas_h: int, canvas_w: int,
-                 pad: int) -> torch.Tensor:
+def scatter_mean(
+    views: torch.Tensor, index: torch.Tensor, canvas_h: int, canvas_w: int, pad: int
+) -> torch.Tensor:
     """Sum (V, C, h, w) views into the padded canvas, divide by the count, crop the padding (rule 15)."""
-    v, c = views.shape[:2]
+    c = views.shape[1]
     value = views.new_zeros(c, canvas_h * canvas_w)
     value.index_add_(1, index.reshape(-1), views.permute(1, 0, 2, 3).reshape(c, -1))
     count = views.new_zeros(canvas_h * canvas_w)
     count.index_add_(0, index.reshape(-1), views.new_ones(index.numel()))
     mean = (value / count).view(1, c, canvas_h, canvas_w)
-    return mean[:, :, pad:canvas_h - pad, pad:canvas_w - pad]
+    return mean[:, :, pad : canvas_h - pad, pad : canvas_w - pad]
 
 
 def pad_to_multiple(latents: torch.Tensor, k: int) -> tuple[torch.Tensor, int, int]:
@@ -143,8 +151,12 @@ def merge_lattices(views: torch.Tensor, k: int) -> torch.Tensor:
     return x.reshape(1, c, hk * k, wk * k)
 
 
-def gaussian_kernel_1d(kernel_size: int, sigma: float, device: torch.device | str = "cpu",
-                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def gaussian_kernel_1d(
+    kernel_size: int,
+    sigma: float,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Normalised 1-D Gaussian of odd `kernel_size` centred on the middle tap."""
     x = torch.arange(kernel_size, device=device, dtype=dtype) - (kernel_size - 1) / 2
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
@@ -158,8 +170,12 @@ def gaussian_blur(latents: torch.Tensor, kernel_size: int, sigma: float) -> torc
     c = latents.shape[1]
     k1 = gaussian_kernel_1d(kernel_size, sigma, latents.device, latents.dtype)
     half = kernel_size // 2
-    x = F.conv2d(latents, k1.view(1, 1, 1, -1).expand(c, 1, 1, kernel_size), padding=(0, half), groups=c)
-    return F.conv2d(x, k1.view(1, 1, -1, 1).expand(c, 1, kernel_size, 1), padding=(half, 0), groups=c)
+    x = F.conv2d(
+        latents, k1.view(1, 1, 1, -1).expand(c, 1, 1, kernel_size), padding=(0, half), groups=c
+    )
+    return F.conv2d(
+        x, k1.view(1, 1, -1, 1).expand(c, 1, kernel_size, 1), padding=(half, 0), groups=c
+    )
 
 
 def blur_renormalised(padded: torch.Tensor, k: int, sigma: float) -> torch.Tensor:

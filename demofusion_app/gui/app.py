@@ -43,8 +43,8 @@ def create_window(
 ) -> MainWindow:
     """Build the main window without entering the event loop.
 
-    `home` relocates the store (settings, presets, logs, default output folder) as DEMOFUSION_STUDIO_HOME
-    does; `model` preselects a model; `job` replaces the real job (tests).
+    `home` relocates the store (settings, presets, logs, default output folder) as
+    DEMOFUSION_STUDIO_HOME does; `model` preselects a model; `job` replaces the real job (tests).
     """
     application()
     paths = store_paths(home)

@@ -1,4 +1,4 @@
-"""A message strip over the picture: what went wrong in words, with the technical details on demand."""
+"""A message strip over the picture: what went wrong, in words, with technical details on demand."""
 
 from __future__ import annotations
 

@@ -16,13 +16,14 @@ from PySide6.QtWidgets import (
 from .fields import FieldRegistry, FieldRow, name_control
 
 TIPS = {
-    "stride": "Step between local windows, in latent pixels. Smaller = more overlap: smoother seams, slower. "
-    "Auto = half the model's window.",
-    "view_batch_size": "How many windows go through the model at once. Lower it if you run out of memory.",
-    "cosine_scale_1": "Skip residual strength: how long each stage keeps the previous stage's layout. "
-    "Higher = more faithful to the small picture, less new detail (3 is usual).",
-    "cosine_scale_2": "Dilated sampling strength: how long the global, zoomed-out pass guides the picture "
-    "(1 is usual).",
+    "stride": "Step between local windows, in latent pixels. Smaller = more overlap: smoother "
+    "seams, slower. Auto = half the model's window.",
+    "view_batch_size": "How many windows go through the model at once. Lower it if you run out "
+    "of memory.",
+    "cosine_scale_1": "Skip residual strength: how long each stage keeps the previous stage's "
+    "layout. Higher = more faithful to the small picture, less new detail (3 is usual).",
+    "cosine_scale_2": "Dilated sampling strength: how long the global, zoomed-out pass guides the "
+    "picture (1 is usual).",
     "cosine_scale_3": "How long the dilated pass is blurred before it is mixed in (1 is usual).",
     "sigma": "Blur amount for the dilated pass; higher = softer global guidance (0.8 is usual).",
     "jitter": "Shift the windows randomly each step so seams do not stay in one place.",

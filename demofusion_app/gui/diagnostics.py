@@ -1,4 +1,4 @@
-"""What a bug report needs: versions, device, settings, the last error; and the rotating log file."""
+"""What a bug report needs (versions, device, settings, last error) and the rotating log file."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ _PACKAGES = ("PySide6-Essentials", "torch", "diffusers", "transformers", "accele
 
 
 def setup_logging(log_dir: Path) -> Path:
-    """Send this package's log to a rotating file in `log_dir` (once per folder); returns the file."""
+    """Log this package to a rotating file in `log_dir` (once per folder); returns the file."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / LOG_FILE
     logger = logging.getLogger("demofusion_app")

@@ -113,7 +113,8 @@ class FirstRunDialog(QDialog):
         self.import_button.clicked.connect(self._ask_install)
         self.hub_id.textChanged.connect(self._update)
 
-    # Choices (also called by tests) ------------------------------------------------------------------
+    # Choices (also called by tests)
+    # ------------------------------------------------------------------
     def choose_file(self, path: str) -> None:
         self._model = path
         self.hub_id.clear()

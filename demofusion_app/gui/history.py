@@ -27,7 +27,8 @@ class HistoryEntry:
 
 
 def read_parameters(path: Path) -> dict[str, Any] | None:
-    """Request fields stored in a picture (ours in full; other tools' prompt, seed, size...), or None."""
+    """Request fields stored in a picture (ours in full; other tools' prompt, seed, size...), or
+    None."""
     from demofusion_app.imaging.metadata import read_metadata
 
     try:

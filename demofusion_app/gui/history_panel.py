@@ -41,6 +41,8 @@ class HistoryPanel(QWidget):
         )
         self.list.setIconSize(QSize(ICON, ICON))
         self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.restore = name_control(
             QPushButton("Restore settings"),
             "restore_parameters",
@@ -74,7 +76,7 @@ class HistoryPanel(QWidget):
 
     def _append(self, entry: HistoryEntry, image: QImage | None, top: bool = False) -> None:
         prompt = entry.prompt
-        label = entry.path.name + (f"\n{prompt[:60]}" if prompt else "")
+        label = f"{prompt[:70]}\n{entry.path.name}" if prompt else entry.path.name
         item = QListWidgetItem(label)
         item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
         item.setData(Qt.ItemDataRole.UserRole + 1, entry.parameters)

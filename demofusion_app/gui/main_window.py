@@ -8,16 +8,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QUrl, Slot
+from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
     QDesktopServices,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QGuiApplication,
     QImage,
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -40,6 +44,7 @@ from . import run_setup
 from .banner import Banner
 from .demofusion_panel import DemoFusionPanel
 from .diagnostics import diagnostics_text, setup_logging
+from .drops import has_picture
 from .fields import FieldRegistry, name_control
 from .first_run import FirstRunDialog, needs_first_run, remember
 from .hardware_panel import HardwarePanel
@@ -52,12 +57,19 @@ from .params_panel import ParamsPanel
 from .preset_bar import PresetBar
 from .progress_panel import ProgressPanel
 from .prompt_panel import PromptPanel
+from .upscale_flow import UpscaleFlow
+from .upscale_panel import UpscalePanel
+from .upscale_sources import State
 from .viewer_slot import make_viewer
 from .worker import JobFunction, RunController
 
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_MS = 3000
+GENERATE_STYLE = (
+    "QPushButton { background: #2d7be5; color: white; font-weight: bold; border-radius: 4px; }"
+    "QPushButton:disabled { background: #a9c4ea; }"
+)
 FINAL = "Final"
 
 
@@ -74,6 +86,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle(APP_NAME)
         self.setObjectName("main_window")
+        self.setAcceptDrops(True)
         self.settings = settings
         self.presets = presets
         self.log_file = setup_logging(settings.paths.log_dir)
@@ -93,7 +106,8 @@ class MainWindow(QMainWindow):
         for warning in [*settings.take_warnings(), *presets.take_warnings()]:
             self.banner.show_message(warning, kind="info")
 
-    # Layout --------------------------------------------------------------------------------------------
+    # Layout
+    # --------------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.model_picker = ModelPicker(self.fields)
         self.preset_bar = PresetBar(self.presets, self.stored_values)
@@ -101,12 +115,15 @@ class MainWindow(QMainWindow):
         self.params = ParamsPanel(self.fields)
         self.demofusion = DemoFusionPanel(self.fields)
         self.hardware = HardwarePanel(self.fields)
+        self.upscale = UpscalePanel(self.fields)
+        self.upscale_flow = UpscaleFlow(self, self.upscale)
 
         form = QWidget()
         column = QVBoxLayout(form)
         for title, widget in (("Model", self.model_picker), ("Preset", self.preset_bar)):
             column.addWidget(_heading(title))
             column.addWidget(widget)
+        column.addWidget(self.upscale)
         column.addWidget(self.prompt_panel)
         column.addWidget(self.params)
         column.addWidget(_line())
@@ -125,7 +142,7 @@ class MainWindow(QMainWindow):
         )
         self.generate_button.setDefault(True)
         self.generate_button.setMinimumHeight(36)
-        self.generate_button.setStyleSheet("font-weight: bold;")
+        self.generate_button.setStyleSheet(GENERATE_STYLE)
         self.cancel_button = name_control(
             QPushButton("Cancel"), "cancel", "Stop the run; finished stages stay on disk (Esc)"
         )
@@ -181,6 +198,9 @@ class MainWindow(QMainWindow):
         self.generate_action = _action(self, "&Generate", "Ctrl+Return", self.generate)
         self.cancel_action = _action(self, "&Cancel run", "Esc", self.cancel)
         self.cancel_action.setEnabled(False)
+        file_menu.addAction(_action(self, "&Open pictures to upscale…", "Ctrl+O", self.ask_open))
+        file_menu.addAction(_action(self, "&Paste picture to upscale", "Ctrl+V", self.paste))
+        file_menu.addSeparator()
         file_menu.addAction(self.generate_action)
         file_menu.addAction(self.cancel_action)
         file_menu.addSeparator()
@@ -205,12 +225,15 @@ class MainWindow(QMainWindow):
         self.preset_bar.chosen.connect(self.apply_preset)
         self.preset_bar.failed.connect(lambda text: self.banner.show_message(text))
         self.params.changed.connect(self.refresh_plan)
+        self.upscale.changed.connect(self.refresh_plan)
+        self.upscale_flow.queue_changed.connect(self._queue_changed)
         self.demofusion.changed.connect(self.refresh_plan)
         self.progress.thumbnail_clicked.connect(self.show_stage)
         self.history.restore_requested.connect(self.restore_parameters)
         self.history.show_requested.connect(self.show_file)
 
-    # Values -------------------------------------------------------------------------------------------
+    # Values
+    # -------------------------------------------------------------------------------------------
     def collect_values(self) -> dict[str, Any]:
         """Every request field the form holds (seed as typed)."""
         values: dict[str, Any] = {"model": self.model_picker.model()}
@@ -219,7 +242,7 @@ class MainWindow(QMainWindow):
         return values
 
     def stored_values(self) -> dict[str, Any]:
-        """The form's fields as they are stored (last parameters, presets): seed a number or None."""
+        """The form's fields as stored (last parameters, presets): the seed a number or None."""
         values = self.collect_values()
         try:
             values["seed"] = run_setup.parse_seed(values.get("seed"))
@@ -256,17 +279,24 @@ class MainWindow(QMainWindow):
         return self._geometry
 
     def refresh_plan(self) -> None:
-        """Validate as the form changes: the plan when it is valid, else the message under the field."""
+        """Validate as the form changes: the plan when it is valid, else the message under the
+        field."""
         self.fields.clear()
+        values, size = self.collect_values(), None
+        source = self.upscale_flow.preview_source() if hasattr(self, "upscale_flow") else None
+        if source is not None:
+            values = {**values, **self.upscale.values(), "init_image": str(source.path)}
+            size = source.size
         try:
-            _request, plan = run_setup.build_request(self.collect_values(), self._geometry)
+            _request, plan = run_setup.build_request(values, self._geometry, size)
         except RequestError as exc:
             self.params.set_plan_text("")
             self.fields.show(exc.field, str(exc), focus=False)
             return
         self.params.set_plan_text(plan.describe())
 
-    # Running ------------------------------------------------------------------------------------------
+    # Running
+    # ------------------------------------------------------------------------------------------
     def show_error(self, error: RequestError) -> None:
         """Under the field it names, or in the banner when the field is not on screen."""
         if not self.fields.show(error.field, str(error)):
@@ -279,8 +309,11 @@ class MainWindow(QMainWindow):
             return False
         self.fields.clear()
         self.banner.hide()
+        job = self.upscale_flow.next_job(self.collect_values())
+        values = job.values if job is not None else self.collect_values()
         try:
-            request, plan = run_setup.build_request(self.collect_values(), self._geometry)
+            size = job.source.size if job is not None else None
+            request, plan = run_setup.build_request(values, self._geometry, size)
             run_setup.require_model(request)
         except RequestError as exc:
             self.show_error(exc)
@@ -319,7 +352,10 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_model(request.model)
         self._save_settings()
         self._stage_paths.clear()
-        self.viewer.clear()
+        if job is not None:
+            self.upscale_flow.started(job)
+        else:
+            self.viewer.clear()
         self.progress.start(plan.total_evaluations, plan.describe())
         log.info("run started: %s -> %s", plan.describe(), options["output"])
         self.controller.start(request, options)
@@ -339,6 +375,18 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(running)
         if not running and self._close_pending:
             self.close()
+        elif not running and self.upscale_flow.take_continue():
+            QTimer.singleShot(0, self.generate)
+
+    def _queue_changed(self) -> None:
+        waiting = sum(1 for s in self.upscale_flow.queue.items if s.state is State.PENDING)
+        if waiting > 1:
+            self.generate_button.setText(f"Upscale {waiting} pictures")
+        elif waiting == 1:
+            self.generate_button.setText("Upscale")
+        else:
+            self.generate_button.setText("Generate")
+        self.refresh_plan()
 
     @Slot(object)
     def on_message(self, message: RunMessage) -> None:
@@ -365,6 +413,7 @@ class MainWindow(QMainWindow):
             kept = len(e.stage_paths)
             note = f"; {kept} finished stage image{'s' if kept != 1 else ''} kept" if kept else ""
             self.progress.stop(f"Cancelled{note}.")
+            self.upscale_flow.ended(State.CANCELLED)
             log.info("run cancelled at stage %s step %s", e.stage, e.step)
 
     def _finished(self, message: RunMessage) -> None:
@@ -377,6 +426,7 @@ class MainWindow(QMainWindow):
         where = f" · saved as {Path(e.path).name}" if e.path else ""
         self.progress.finish(f"Done in {e.seconds:.1f} s (seed {e.seed}){where}")
         self.params.set_last_seed(e.seed)
+        self.upscale_flow.ended(State.DONE, e.path)
         if e.path:
             self.history.add_result(e.path, message.thumbnail)
         log.info("run finished in %.1f s: %s", e.seconds, e.path)
@@ -386,12 +436,14 @@ class MainWindow(QMainWindow):
     def on_errored(self, failure: RunFailure) -> None:
         self.last_error = f"{failure.message}\n\n{failure.details}"
         self.progress.stop("Stopped by an error.")
+        self.upscale_flow.ended(State.FAILED)
         if failure.field and self.fields.show(failure.field, failure.message):
             return
         self.banner.show_message(failure.message, "" if failure.expected else failure.details)
         log.error("run failed: %s\n%s", failure.message, failure.details)
 
-    # Pictures -------------------------------------------------------------------------------------------
+    # Pictures
+    # -------------------------------------------------------------------------------------------
     @Slot(str)
     def show_stage(self, name: str) -> None:
         """Show a stage (or the final picture) large, alone."""
@@ -431,17 +483,43 @@ class MainWindow(QMainWindow):
         QGuiApplication.clipboard().setText(text)
         self.progress.status.setText("Diagnostics copied to the clipboard.")
 
-    def open_images(self, paths: list[str]) -> None:
-        """Pictures to upscale (command line, and later drops); shown with a note until that flow lands."""
-        if paths:
-            names = ", ".join(Path(p).name for p in paths)
-            self.banner.show_message(
-                f"Upscaling {names} from the window is not available in this version yet; use "
-                "`demofusion-app upscale` on the command line.",
-                kind="info",
-            )
+    def open_images(self, paths: list[str]) -> int:
+        """Queue pictures for upscaling (command line, File > Open); returns how many were usable."""
+        return self.upscale_flow.open([str(p) for p in paths])
 
-    # First run ----------------------------------------------------------------------------------------
+    @Slot()
+    def ask_open(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Open pictures to upscale",
+            "",
+            "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*)",
+        )
+        if paths:
+            self.open_images(paths)
+
+    @Slot()
+    def paste(self) -> int:
+        """Queue the picture (or picture files) on the clipboard."""
+        return self.upscale_flow.open_mime(QGuiApplication.clipboard().mimeData())
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if has_picture(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        if has_picture(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if has_picture(event.mimeData()):
+            event.acceptProposedAction()
+            self.upscale_flow.open_mime(event.mimeData())
+
+    # First run
+    # ----------------------------------------------------------------------------------------
     def first_run_dialog(self) -> FirstRunDialog | None:
         """Open (non-blocking) the first-run dialog when no model is configured; None otherwise."""
         if not needs_first_run(self.settings):
@@ -460,7 +538,8 @@ class MainWindow(QMainWindow):
         if choice.model:
             self.model_picker.set_model(choice.model)
 
-    # Settings -----------------------------------------------------------------------------------------
+    # Settings
+    # -----------------------------------------------------------------------------------------
     def _restore(self) -> None:
         s = self.settings
         self.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
@@ -519,7 +598,8 @@ class MainWindow(QMainWindow):
         self.save_state()
         event.accept()
 
-    # Background -----------------------------------------------------------------------------------------
+    # Background
+    # -----------------------------------------------------------------------------------------
     def start_background_imports(self) -> threading.Thread:
         """Import torch and diffusers in the background so the first run starts sooner."""
         thread = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)

@@ -1,8 +1,8 @@
 """The one message type that flows from the run worker to the window.
 
-Engine events are plain values with PIL images; the worker wraps each in a `RunMessage` and turns its
-pictures into QImages (safe off the GUI thread, unlike QPixmap) and viewer tiles, so the GUI thread only
-shows them.
+Engine events are plain values with PIL images; the worker wraps each in a `RunMessage` and turns
+its pictures into QImages (safe off the GUI thread, unlike QPixmap) and viewer tiles, so the GUI
+thread only shows them.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ _KINDS: dict[type, RunEvent] = {
 
 @dataclass(frozen=True)
 class RunMessage:
-    """One engine event (`payload`) with its kind and, for events that carry a picture, a QImage of it."""
+    """One engine event (`payload`) with its kind and, for events that carry a picture, a QImage of
+    it."""
 
     event: RunEvent
     payload: Any
@@ -51,10 +52,11 @@ class RunMessage:
 
 @dataclass(frozen=True)
 class RunFailure:
-    """An exception caught in the worker: `message` for the artist, `details` (a traceback) on demand.
+    """An exception caught in the worker: `message` for the artist, `details` (a traceback) on
+    demand.
 
-    `expected` is true for errors a person can cause and fix (the job's USER_ERRORS); those show without
-    a traceback.
+    `expected` is true for errors a person can cause and fix (the job's USER_ERRORS); those show
+    without a traceback.
     """
 
     message: str
@@ -116,9 +118,10 @@ def _thumbnail(image: Any) -> QImage:
 
 
 def message_for(event: Any) -> RunMessage:
-    """Wrap an engine event, converting its pictures here (in the worker thread) so the GUI thread only
-    shows them: a preview as is, a stage as a thumbnail plus the viewer's tiles, the final picture in full
-    (for the clipboard) with a thumbnail. Raises TypeError for anything that is not a run event."""
+    """Wrap an engine event, converting its pictures here (in the worker thread) so the GUI thread
+    only shows them: a preview as is, a stage as a thumbnail plus the viewer's tiles, the final
+    picture in full (for the clipboard) with a thumbnail. Raises TypeError for anything that is not
+    a run event."""
     kind = _KINDS.get(type(event))
     if kind is None:
         raise TypeError(f"not a run event: {event!r}")

@@ -10,18 +10,23 @@ from demofusion_app.engine.plan import SD15, SD21_768, SDXL, Geometry
 from demofusion_app.models import discovery
 
 
-
 def list_models(folders: Iterable[str]) -> dict[str, str | None]:
     """Whole models (checkpoint files and diffusers folders) found in `folders`: path -> family.
 
-    A folder that is itself a diffusers model is listed as it is. LoRAs, VAEs and damaged files are left
-    out (discovery says why; the CLI's `models list` shows it).
+    A folder that is itself a diffusers model is listed as it is. LoRAs, VAEs and damaged files are
+    left out (discovery says why; the CLI's `models list` shows it).
     """
-    direct = [str(Path(f).expanduser()) for f in folders
-              if (Path(f).expanduser() / "model_index.json").is_file()]
+    direct = [
+        str(Path(f).expanduser())
+        for f in folders
+        if (Path(f).expanduser() / "model_index.json").is_file()
+    ]
     others = [f for f in folders if str(Path(f).expanduser()) not in direct]
-    found = {str(info.path): info.family for info in discovery.scan(others)
-             if info.family is not None and info.content == "model"}
+    found = {
+        str(info.path): info.family
+        for info in discovery.scan(others)
+        if info.family is not None and info.content == "model"
+    }
     return {**dict.fromkeys(direct), **found}
 
 
@@ -31,8 +36,8 @@ FAMILY_GEOMETRY = {"sdxl": SDXL, "sd15": SD15, "sd2": SD15, "sd2-v": SD21_768}
 def geometry_of(model: str, family: str | None = None) -> Geometry:
     """The model's (VAE scale factor, UNet window), read from a diffusers folder's configs.
 
-    Single files go by their `family` when known (discovery reads it from the file), hub ids by name;
-    otherwise SDXL is assumed.
+    Single files go by their `family` when known (discovery reads it from the file), hub ids by
+    name; otherwise SDXL is assumed.
     """
     path = Path(model).expanduser() if model else None
     if path is not None and path.is_dir():

@@ -68,7 +68,7 @@ class ModelPicker(QWidget):
     def _label(model: str) -> str:
         path = Path(model).expanduser()
         if path.exists():
-            return f"{model_label(model)}  ({path.parent})"
+            return f"{model_label(model)} — {path.parent.name}"
         return model
 
     def family(self, model: str) -> str | None:

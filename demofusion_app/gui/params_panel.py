@@ -59,7 +59,7 @@ class ParamsPanel(QWidget):
         size_layout.addWidget(fields.add("height", FieldRow(self.height)))
         self.plan = name_control(QLabel(), "plan")
         self.plan.setWordWrap(True)
-        self.plan.setStyleSheet("color: palette(mid);")
+        self.plan.setStyleSheet("color: #2d5f9a;")
 
         self.steps = name_control(QSpinBox(), "steps", "Denoising steps per stage; more is slower")
         self.steps.setRange(1, MAX_STEPS)
@@ -175,10 +175,11 @@ class ParamsPanel(QWidget):
         self.reuse_seed.setToolTip(f"Use the seed of the last run ({seed})")
 
     def set_plan_text(self, text: str) -> None:
-        self.plan.setText(text)
+        """The stage plan ("" while the form has a mistake)."""
+        self.plan.setText(f"Plan: {text}" if text else "")
 
     def values(self) -> dict[str, object]:
-        """Field values; `seed` is the raw text ("" for random), the window turns it into a number."""
+        """Field values; `seed` is the raw text ("" for random) the window turns into a number."""
         return {
             "width": self.width.value(),
             "height": self.height.value(),

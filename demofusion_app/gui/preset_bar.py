@@ -18,7 +18,7 @@ NO_PRESET = "(no preset)"
 
 
 def all_presets(store: PresetStore) -> list[Preset]:
-    """Built-ins first, then the user's (the store's listing method was renamed once; take either)."""
+    """Built-ins first, then the user's (the store's listing method had two names; take either)."""
     listing = getattr(store, "presets", None) or getattr(store, "list")  # noqa: B009
     return list(listing())
 
@@ -94,7 +94,8 @@ class PresetBar(QWidget):
         self.chosen.emit(self.current())
 
     def save_current_as(self, name: str) -> Preset | None:
-        """Save the window's parameters as a user preset called `name`; None (and `failed`) on error."""
+        """Save the window's parameters as a user preset called `name`; None (and `failed`) on
+        error."""
         params = {k: v for k, v in self._current().items() if k in GENERATION_FIELDS}
         try:
             preset = self.store.save(name, params, overwrite=self._is_user(name))

@@ -1,5 +1,5 @@
-"""Progress of a run: stage k of S, step i of N, the UNet-evaluation bar, elapsed and ETA, the live preview
-and a strip of stage thumbnails (click one to see it large)."""
+"""Progress of a run: stage k of S, step i of N, the UNet-evaluation bar, elapsed and ETA, the live
+preview and a strip of stage thumbnails (click one to see it large)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from PySide6.QtWidgets import (
 from .fields import name_control
 
 PREVIEW_SIZE = 180
+PREVIEW_EMPTY = "Live preview"
 THUMB_SIZE = 96
 
 
 def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -57,7 +58,8 @@ class ProgressPanel(QWidget):
         self.preview = name_control(QLabel(), "live_preview", "What the picture looks like so far")
         self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setStyleSheet("background: palette(dark); border-radius: 4px;")
+        self.preview.setStyleSheet("background: #3a3a3a; color: #bbbbbb; border-radius: 4px;")
+        self.preview.setText(PREVIEW_EMPTY)
         self.strip = name_control(
             QListWidget(), "stage_strip", "Each finished stage; click one to see it large"
         )
@@ -81,10 +83,12 @@ class ProgressPanel(QWidget):
         self._ticker.setInterval(500)
         self._ticker.timeout.connect(self._update_times)
 
-    # A run ------------------------------------------------------------------------------------------
+    # A run
+    # ------------------------------------------------------------------------------------------
     def start(self, total_evaluations: int, description: str) -> None:
         self.strip.clear()
         self.preview.clear()
+        self.preview.setText("Loading…")
         self._started = time.monotonic()
         self._done, self._total = 0, max(1, total_evaluations)
         self.bar.setRange(0, self._total)

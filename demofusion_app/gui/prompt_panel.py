@@ -35,7 +35,7 @@ class PromptPanel(QWidget):
         self.prompt_tokens = QLabel()
         self.negative_tokens = QLabel()
         for label in (self.prompt_tokens, self.negative_tokens):
-            label.setStyleSheet("color: palette(mid); font-size: 11px;")
+            label.setStyleSheet("color: #777777; font-size: 11px;")
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(fields.add("prompt", FieldRow(self.prompt)))
         layout.addWidget(self.prompt_tokens)

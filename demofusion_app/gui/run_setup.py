@@ -1,4 +1,4 @@
-"""From the form to a run: the request, the seed, the output file and the disk-space check (no Qt)."""
+"""From the form to a run: request, seed, output file and the disk-space check (no Qt)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,24 @@ def parse_seed(text: object) -> int | None:
     return seed
 
 
-def build_request(values: dict[str, Any], geometry: Geometry) -> tuple[Request, Plan]:
-    """A validated request and its plan; RequestError names the field to fix."""
+def build_request(
+    values: dict[str, Any], geometry: Geometry, source_size: tuple[int, int] | None = None
+) -> tuple[Request, Plan]:
+    """A validated request and its plan; RequestError names the field to fix.
+
+    With `init_image` in `values` it is an upscale of a picture of `source_size` (height, width): a
+    `scale` of None means the form's width and height are the target.
+    """
     fields = dict(values)
     fields["seed"] = parse_seed(fields.get("seed"))
+    if fields.get("init_image"):
+        if fields.get("scale") is not None:
+            fields["width"] = fields["height"] = None
+    else:
+        fields.pop("scale", None)
+        fields.pop("strength", None)
     request = validate(Request.from_dict(fields), window=geometry.window)
-    return request, make_plan(request, geometry)
+    return request, make_plan(request, geometry, source_size if request.is_upscale else None)
 
 
 def require_model(request: Request) -> None:

@@ -1,4 +1,4 @@
-"""The central picture area, built behind one function so the window does not depend on its class."""
+"""The central picture area, built behind one function so the window does not name its class."""
 
 from __future__ import annotations
 

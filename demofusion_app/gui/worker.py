@@ -1,8 +1,9 @@
 """The run worker: a QObject moved to a QThread that drives one job and forwards its events.
 
 Wiring (superqt's vocabulary): `thread.started -> worker.run`, `worker.finished -> thread.quit`,
-`worker.finished -> worker.deleteLater`, `thread.finished -> thread.deleteLater`. The worker catches every
-exception and emits it as `errored`; cancelling sets the job's CancelToken and never kills the thread.
+`worker.finished -> worker.deleteLater`, `thread.finished -> thread.deleteLater`. The worker catches
+every exception and emits it as `errored`; cancelling sets the job's CancelToken and never kills the
+thread.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ def run_real_job(
     cancel: CancelToken,
     cache: Any,
 ) -> Any:
-    """The command line's job (`demofusion_app.jobs.run_job`), imported here so the window starts fast."""
+    """The command line's job (`demofusion_app.jobs.run_job`), imported here so the window starts
+    fast."""
     from demofusion_app import jobs
 
     return jobs.run_job(request, jobs.JobOptions(**options), on_event, cancel=cancel, cache=cache)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions whose text is written for the artist (the job's user errors and request errors)."""
+    """Exceptions whose text is written for the artist (the job's user errors, request errors)."""
     from demofusion_app import jobs
     from demofusion_app.engine.request import RequestError
 
@@ -47,7 +49,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 class ModelCacheHolder:
-    """One ModelCache for the window, created on first use in the worker thread (it may import torch)."""
+    """One ModelCache for the window, created on first use in the worker thread (it may import
+    torch)."""
 
     def __init__(self, factory: Callable[[], Any] | None = None) -> None:
         self._factory = factory
@@ -122,7 +125,8 @@ class RunWorker(QObject):
             self.finished.emit()
 
 
-# Threads still running, kept referenced so that a controller dropped mid-run (a closed window, a test)
+# Threads still running, kept referenced so that a controller dropped mid-run (a closed window, a
+# test)
 # never destroys a running QThread, which aborts the process. Removed when the thread has finished.
 _LIVE: set[QThread] = set()
 
@@ -138,7 +142,8 @@ class _Running:
 class RunController(QObject):
     """Starts runs on a fresh QThread each time, cancels them, and waits for them on shutdown.
 
-    Lives in the GUI thread; its signals are re-emitted there, so slots connected to them may touch widgets.
+    Lives in the GUI thread; its signals are re-emitted there, so slots connected to them may touch
+    widgets.
     """
 
     message = Signal(object)
@@ -174,7 +179,8 @@ class RunController(QObject):
         worker.message.connect(self._forward_message)
         worker.returned.connect(self._forward_returned)
         worker.errored.connect(self._forward_errored)
-        # Direct: QThread.quit is thread-safe, and a queued call would never arrive while the GUI thread
+        # Direct: QThread.quit is thread-safe, and a queued call would never arrive while the GUI
+        # thread
         # blocks in wait() (closing the window mid-run).
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(worker.deleteLater)

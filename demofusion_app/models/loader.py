@@ -282,12 +282,31 @@ def _load_resolved(
         base_vae=pipe.vae,
     )
     before = _device_allocated(loaded.device)
-    _place(loaded)
-    loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
     try:
+        _place(loaded)
+        loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
         loaded.set_vae(vae)
         loaded.set_loras(tuple(loras))
-    except Exception:
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        loaded.free()
+        if "out of memory" not in str(exc).lower():
+            raise
+        _empty_device_cache(loaded.device)
+        raise ModelError(
+            f"The model does not fit in the memory of {loaded.device} in memory mode {mode}; "
+            "choose memory mode auto, model-offload or sequential-offload, or close other programs "
+            "that use the GPU."
+        ) from exc
+    except BaseException:
         loaded.free()
         raise
     return loaded
+
+
+def _empty_device_cache(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

@@ -37,8 +37,18 @@ def write_tiny_tokenizer(folder: Path) -> Path:
         vocab[s] = len(vocab)
     for s in symbols:
         vocab[s + "</w>"] = len(vocab)
-    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("o", "f</w>"), ("i", "n"),
-              ("c", "a"), ("ca", "t</w>"), ("d", "o"), ("do", "g</w>")]
+    merges = [
+        ("t", "h"),
+        ("th", "e</w>"),
+        ("a", "n"),
+        ("an", "d</w>"),
+        ("o", "f</w>"),
+        ("i", "n"),
+        ("c", "a"),
+        ("ca", "t</w>"),
+        ("d", "o"),
+        ("do", "g</w>"),
+    ]
     for a, b in merges:
         vocab.setdefault(a + b, len(vocab))
     vocab["<|startoftext|>"] = len(vocab)
@@ -59,49 +69,79 @@ def _tokenizer(folder: Path, pad_token: str | None = None) -> Any:
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), **kwargs)
 
 
-def _text_encoder(hidden: int, layers: int, vocab: int, projection: int | None = None,
-                  act: str = "quick_gelu") -> Any:
+def _text_encoder(
+    hidden: int, layers: int, vocab: int, projection: int | None = None, act: str = "quick_gelu"
+) -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
-        hidden_size=hidden, intermediate_size=hidden * 2, num_attention_heads=max(1, hidden // 16),
-        num_hidden_layers=layers, vocab_size=vocab, max_position_embeddings=77,
-        projection_dim=projection or hidden, hidden_act=act, bos_token_id=vocab - 2,
-        eos_token_id=vocab - 1, pad_token_id=vocab - 1,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_attention_heads=max(1, hidden // 16),
+        num_hidden_layers=layers,
+        vocab_size=vocab,
+        max_position_embeddings=77,
+        projection_dim=projection or hidden,
+        hidden_act=act,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
     )
     if projection is not None:
         return CLIPTextModelWithProjection(config)
     return CLIPTextModel(config)
 
 
-def _vae(blocks: tuple[int, ...] = (8, 16, 16, 16), layers: int = 1, groups: int = 8,
-         scaling: float = 0.13025, sample_size: int = 128) -> Any:
+def _vae(
+    blocks: tuple[int, ...] = (8, 16, 16, 16),
+    layers: int = 1,
+    groups: int = 8,
+    scaling: float = 0.13025,
+    sample_size: int = 128,
+) -> Any:
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * len(blocks),
         up_block_types=("UpDecoderBlock2D",) * len(blocks),
-        block_out_channels=blocks, layers_per_block=layers, norm_num_groups=groups,
-        scaling_factor=scaling, sample_size=sample_size,
+        block_out_channels=blocks,
+        layers_per_block=layers,
+        norm_num_groups=groups,
+        scaling_factor=scaling,
+        sample_size=sample_size,
     )
 
 
 def _scheduler(family: str) -> Any:
     from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
 
-    common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-              "num_train_timesteps": 1000, "steps_offset": 1}
+    common = {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "num_train_timesteps": 1000,
+        "steps_offset": 1,
+    }
     if family == "sdxl":
-        return EulerDiscreteScheduler(**common, timestep_spacing="leading", prediction_type="epsilon")
+        return EulerDiscreteScheduler(
+            **common, timestep_spacing="leading", prediction_type="epsilon"
+        )
     if family == "sd15":
         return PNDMScheduler(**common, skip_prk_steps=True, set_alpha_to_one=False)
-    return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False,
-                         prediction_type="v_prediction" if family == "sd2-v" else "epsilon")
+    return DDIMScheduler(
+        **common,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type="v_prediction" if family == "sd2-v" else "epsilon",
+    )
 
 
-def build_tiny_pipeline(family: str = "sdxl", sample_size: int = 16, seed: int = 0,
-                        tokenizer_dir: Path | None = None) -> Any:
+def build_tiny_pipeline(
+    family: str = "sdxl", sample_size: int = 16, seed: int = 0, tokenizer_dir: Path | None = None
+) -> Any:
     """A tiny random-weight pipeline of the given family (`sdxl`, `sd15`, `sd2`, `sd2-v`)."""
     import tempfile
 
@@ -115,23 +155,35 @@ def build_tiny_pipeline(family: str = "sdxl", sample_size: int = 16, seed: int =
     vocab = len(tok)
     torch.manual_seed(seed)
     unet_common: dict[str, Any] = {
-        "sample_size": sample_size, "in_channels": 4, "out_channels": 4,
-        "block_out_channels": (32, 64), "layers_per_block": 2,
+        "sample_size": sample_size,
+        "in_channels": 4,
+        "out_channels": 4,
+        "block_out_channels": (32, 64),
+        "layers_per_block": 2,
         "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
         "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-        "attention_head_dim": (2, 4), "norm_num_groups": 1,
+        "attention_head_dim": (2, 4),
+        "norm_num_groups": 1,
     }
     if family == "sdxl":
         te1 = _text_encoder(32, 5, vocab)
         te2 = _text_encoder(64, 10, vocab, projection=32, act="gelu")
         unet = UNet2DConditionModel(
-            **unet_common, transformer_layers_per_block=(1, 2), use_linear_projection=True,
-            cross_attention_dim=32 + 64, addition_embed_type="text_time",
-            addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 32,
+            **unet_common,
+            transformer_layers_per_block=(1, 2),
+            use_linear_projection=True,
+            cross_attention_dim=32 + 64,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + 32,
         )
         return StableDiffusionXLPipeline(
-            vae=_vae(sample_size=sample_size * 8), text_encoder=te1, text_encoder_2=te2,
-            tokenizer=tok, tokenizer_2=_tokenizer(tok_dir, pad_token="!"), unet=unet,
+            vae=_vae(sample_size=sample_size * 8),
+            text_encoder=te1,
+            text_encoder_2=te2,
+            tokenizer=tok,
+            tokenizer_2=_tokenizer(tok_dir, pad_token="!"),
+            unet=unet,
             scheduler=_scheduler(family),
         )
     hidden = 32 if family == "sd15" else 48
@@ -139,13 +191,20 @@ def build_tiny_pipeline(family: str = "sdxl", sample_size: int = 16, seed: int =
     extra: dict[str, Any] = {} if family == "sd15" else {"use_linear_projection": True}
     unet = UNet2DConditionModel(**unet_common, cross_attention_dim=hidden, **extra)
     return StableDiffusionPipeline(
-        vae=_vae(scaling=0.18215, sample_size=sample_size * 8), text_encoder=te, tokenizer=tok,
-        unet=unet, scheduler=_scheduler(family), safety_checker=None, feature_extractor=None,
+        vae=_vae(scaling=0.18215, sample_size=sample_size * 8),
+        text_encoder=te,
+        tokenizer=tok,
+        unet=unet,
+        scheduler=_scheduler(family),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
 
 
-def save_tiny_model(folder: Path, family: str = "sdxl", sample_size: int = 16, seed: int = 0) -> Path:
+def save_tiny_model(
+    folder: Path, family: str = "sdxl", sample_size: int = 16, seed: int = 0
+) -> Path:
     """Build a tiny pipeline and save it as a diffusers folder (safetensors)."""
     pipe = build_tiny_pipeline(family, sample_size, seed)
     pipe.save_pretrained(str(folder), safe_serialization=True)
@@ -153,13 +212,20 @@ def save_tiny_model(folder: Path, family: str = "sdxl", sample_size: int = 16, s
 
 
 SDXL_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 128, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 2,
     "block_out_channels": (320, 640, 1280),
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "attention_head_dim": (5, 10, 20), "transformer_layers_per_block": (1, 2, 10),
-    "cross_attention_dim": 2048, "use_linear_projection": True, "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256, "projection_class_embeddings_input_dim": 2816,
+    "attention_head_dim": (5, 10, 20),
+    "transformer_layers_per_block": (1, 2, 10),
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
     "norm_num_groups": 32,
 }
 
@@ -190,7 +256,12 @@ def build_sdxl_shaped_pipeline(device: str = "cpu", dtype: Any = None, seed: int
     with torch.no_grad():
         unet.conv_out.weight.mul_(0.05)
     pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok,
-        tokenizer_2=_tokenizer(tok_dir, pad_token="!"), unet=unet, scheduler=_scheduler("sdxl"),
+        vae=vae,
+        text_encoder=te1,
+        text_encoder_2=te2,
+        tokenizer=tok,
+        tokenizer_2=_tokenizer(tok_dir, pad_token="!"),
+        unet=unet,
+        scheduler=_scheduler("sdxl"),
     )
     return pipe.to(device=device, dtype=dtype)

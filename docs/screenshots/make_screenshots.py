@@ -1,7 +1,8 @@
 """Take the README screenshots (idle, mid-run, finished) of the real window on a tiny random model.
 
-Run under an X server, e.g. `xvfb-run -s "-screen 0 1600x1000x24" python docs/screenshots/make_screenshots.py`.
-The tiny model has random weights, so the pictures are coloured noise; the window around them is real.
+Run under an X server, e.g. `xvfb-run -s "-screen 0 1600x1000x24" python
+docs/screenshots/make_screenshots.py`. The tiny model has random weights, so the pictures are
+coloured noise; the window around them is real.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def main() -> int:
     model = save_tiny_model(work / "tiny-sdxl", "sdxl", 16)
     window = create_window(work / "home", model=str(model))
     window.resize(1600, 1000)
-    window.prompt_panel.prompt.setPlainText("a lighthouse on a cliff at dusk, oil painting, warm light")
+    window.prompt_panel.prompt.setPlainText(
+        "a lighthouse on a cliff at dusk, oil painting, warm light"
+    )
     window.prompt_panel.negative_prompt.setPlainText("blurry, text, watermark")
     window.params.width.setValue(384)
     window.params.height.setValue(384)

@@ -55,9 +55,10 @@ def script(stages: int = 2, steps: int = 2, size: int = 32) -> list[Any]:
 
 
 class ScriptedJob:
-    """A job function for the window that replays `events`, writing each stage and the final picture to
-    the output path first (like jobs.run_job). `raise_at` raises an exception before that event;
-    `hold_at` waits before that event until `release` is set (or cancel); `delay` sleeps between events."""
+    """A job function for the window that replays `events`, writing each stage and the final picture
+    to the output path first (like jobs.run_job). `raise_at` raises an exception before that event;
+    `hold_at` waits before that event until `release` is set (or cancel); `delay` sleeps between
+    events."""
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ def test_a_tiny_model_run_from_the_window(make_window, qtbot, tiny_sdxl_dir):
     window.params.steps.setValue(2)
     window.params.seed.setText("5")
     window.hardware.device.setCurrentText("cpu")
-    assert window.params.plan.text().startswith("2 stages: 128x128 -> 256x256")
+    assert window.params.plan.text().startswith("Plan: 2 stages: 128x128 -> 256x256")
 
     got: list[RunEvent] = []
     window.controller.message.connect(lambda m: got.append(m.event))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -184,12 +185,12 @@ def test_the_plan_follows_the_model_and_the_size(make_window, tiny_sdxl_dir):
     window = make_window()
     window.params.width.setValue(2048)
     window.params.height.setValue(2048)
-    assert window.params.plan.text().startswith("2 stages: 1024x1024 -> 2048x2048")
+    assert window.params.plan.text().startswith("Plan: 2 stages: 1024x1024 -> 2048x2048")
     window.model_picker.set_model(str(tiny_sdxl_dir))  # base 128 px
     window.params.width.setValue(256)
     window.params.height.setValue(256)
     window.params.steps.setValue(3)
-    assert window.params.plan.text().startswith("2 stages: 128x128 -> 256x256")
+    assert window.params.plan.text().startswith("Plan: 2 stages: 128x128 -> 256x256")
     assert window.params.size_choice.itemText(0).startswith("x2 of base (256 x 256)")
 
 
@@ -233,7 +234,7 @@ def test_the_event_loop_keeps_running_during_a_run(make_window, qtbot):
     qtbot.waitUntil(lambda: _done(window), timeout=10000)
     timer.stop()
     assert len(ticks) >= 20
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert max(gaps) < 0.1
 
 

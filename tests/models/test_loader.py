@@ -61,9 +61,7 @@ def test_user_mistakes_raise_model_error_before_any_weights_load(
         load_pipeline(str(tmp_path), device="cpu")
 
 
-def test_bad_vae_at_load_time_raises_model_error(
-    tiny_sdxl_dir: Path, tmp_path: Path
-) -> None:
+def test_bad_vae_at_load_time_raises_model_error(tiny_sdxl_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         load_pipeline(str(tiny_sdxl_dir), device="cpu", vae=str(tmp_path / "gone.safetensors"))
 
@@ -124,3 +122,20 @@ def test_free_drops_the_weights_and_refuses_later_use(tiny_sdxl_dir: Path) -> No
         loaded.set_loras((("x.safetensors", 1.0),))
     with pytest.raises(ModelError, match="load it again"):
         loaded.set_vae(None)
+
+
+def test_running_out_of_device_memory_while_placing_says_what_to_do(
+    tiny_sdxl_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from demofusion_app.models import loader
+
+    placed: list[LoadedPipeline] = []
+
+    def out_of_memory(loaded: LoadedPipeline) -> None:
+        placed.append(loaded)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(loader, "_place", out_of_memory)
+    with pytest.raises(ModelError, match="choose memory mode auto, model-offload"):
+        load_pipeline(str(tiny_sdxl_dir), device="cpu")
+    assert placed[0].released

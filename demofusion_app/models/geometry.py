@@ -1,0 +1,46 @@
+"""What a model's shape says about sizes, read without loading it (no torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from demofusion_app.engine.plan import SD15, SD21_768, SDXL, Geometry
+
+FAMILY_GEOMETRY = {"sdxl": SDXL, "sd15": SD15, "sd2": SD15, "sd2-v": SD21_768}
+
+
+def geometry_of(model: str, family: str | None = None) -> Geometry:
+    """The model's (VAE scale factor, UNet window): from a diffusers folder's configs, else by family.
+
+    Single files go by their `family` when known (discovery reads it from the file header), hub ids by
+    name; otherwise SDXL is assumed.
+    """
+    path = Path(model).expanduser() if model else None
+    if path is not None and path.is_dir():
+        try:
+            unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+            window = int(unet["sample_size"])
+            factor = 8
+            vae_config = path / "vae" / "config.json"
+            if vae_config.is_file():
+                vae = json.loads(vae_config.read_text(encoding="utf-8"))
+                factor = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
+            return Geometry(factor, window)
+        except (OSError, ValueError, KeyError, TypeError):
+            return SDXL
+    if family is None and path is not None and path.is_file():
+        try:
+            from .single_file import detect_family
+
+            family, prediction = detect_family(path)
+            if family == "sd2" and prediction != "epsilon":
+                family = "sd2-v"
+        except Exception:  # an unreadable file is reported when it is loaded, not here
+            family = None
+    if family in FAMILY_GEOMETRY:
+        return FAMILY_GEOMETRY[family]
+    lowered = (model or "").lower()
+    if any(word in lowered for word in ("sd15", "sd1.5", "sd-1-5", "v1-5", "stable-diffusion-v1")):
+        return SD15
+    return SDXL
