@@ -180,7 +180,7 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
     )
     h.add_argument("--preset", help="start from a saved preset; flags given here win")
     o = p.add_argument_group("output")
-    o.add_argument("--output", type=Path, help="the final .png (default: the output folder)")
+    o.add_argument("--output", type=Path, help="the final .png (required)")
     o.add_argument("--overwrite", action="store_true", help="replace existing files")
     o.add_argument(
         "--save-latents",
@@ -298,13 +298,9 @@ def run_generation(args: argparse.Namespace) -> int:
             f"--output must end in .png, not {args.output.name!r}; "
             f"try {args.output.with_suffix('.png').name}."
         )
-    from .engine.request import validate
-    from .jobs import new_seed
+    from .jobs import prepare
 
-    validate(request)
-    if request.seed is None and not request.is_upscale:
-        request = request.replace(seed=new_seed())
-        print(f"Seed: {request.seed}", file=sys.stderr)
+    request, _ = prepare(request)
     if args.output.exists() and not args.overwrite:
         raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
     options = JobOptions(
@@ -318,7 +314,8 @@ def run_generation(args: argparse.Namespace) -> int:
     )
     cancel = CancelToken()
     _install_interrupt(cancel)
-    progress = TerminalProgress(sys.stderr)
+    # The seed is told once the run really starts, so a refused run prints one line, not two.
+    progress = TerminalProgress(sys.stderr, announce=f"Seed: {request.seed}")
     try:
         result = run_job(request, options, progress, cancel)
     finally:
@@ -328,8 +325,6 @@ def run_generation(args: argparse.Namespace) -> int:
         kept = ", ".join(str(p) for p in result.stage_paths) or "none"
         print(f"Cancelled. Stage images kept: {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if request.is_upscale:
-        print(f"Seed: {result.seed}", file=sys.stderr)
     print(str(result.path))
     return EXIT_OK
 

@@ -11,13 +11,17 @@ from .engine.events import Finished, RunCancelled, StageFinished, StageStarted, 
 class TerminalProgress:
     """Callable event sink: one tqdm bar over UNet evaluations, labelled with stage and step."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, announce: str | None = None) -> None:
         self.stream = stream
+        self.announce = announce  # printed once, when the first stage starts
         self.bar: Any = None
         self.started = time.perf_counter()
 
     def __call__(self, event: object) -> None:
         if isinstance(event, StageStarted):
+            if self.announce:
+                print(self.announce, file=self.stream)
+                self.announce = None
             self._ensure_bar()
             self.bar.set_description(
                 f"stage {event.stage}/{event.stages} {event.width}x{event.height}"

@@ -84,18 +84,13 @@ def latents_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.latents.safetensors")
 
 
-def default_output(request: Request, seed: int) -> Path:
+def default_output(request: Request, seed: int, width: int, height: int) -> Path:
     """The store's output folder and file-name pattern, made unique."""
     from .store.settings import SettingsStore
 
     store = SettingsStore()
-    settings = store.load()
-    folder = Path(settings.output_folder)
-    name = (
-        store.expand_file_name(request=request, seed=seed)
-        if hasattr(store, "expand_file_name")
-        else f"{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
-    )
+    folder = Path(store.load().output_folder)
+    name = store.expand_file_name(request=request, seed=seed, width=width, height=height)
     path = folder / f"{name}.png"
     n = 2
     while path.exists() or stage_path(path, 1).exists():
@@ -172,17 +167,41 @@ def _png_text(
 def _oom_message(request: Request) -> str:
     lower = max(1, request.view_batch_size // 2)
     return (
-        f"The GPU ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
+        f"The {_device_word(request)} ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
         f"{lower}), use memory mode 'model-offload' or 'sequential-offload', or pick a smaller size. "
         "Stage images already finished are kept."
     )
+
+
+def _device_word(request: Request) -> str:
+    return {"cpu": "computer", "cuda": "GPU", "mps": "GPU"}.get(request.device, "device")
 
 
 def _is_oom(exc: BaseException) -> bool:
     import torch
 
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+    if isinstance(exc, oom):
+        return True
+    # MPS says "out of memory"; the CPU allocator "can't allocate memory" (older torch: "not enough memory").
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("out of memory", "can't allocate memory", "not enough memory")
+    )
+
+
+def prepare(request: Request, *, prompt_from_metadata: bool = True) -> tuple[Request, Any]:
+    """The request as it will run (prompt and seed from the picture's metadata where the user gave
+    none, else a new seed), validated, and the picture to upscale (None for text to image)."""
+    source = None
+    if request.is_upscale:
+        source = _load_source(request)
+        if prompt_from_metadata and not request.prompt:
+            request = _fill_from_metadata(request)
+    if request.seed is None:
+        request = request.replace(seed=new_seed())
+    validate(request)
+    return request, source
 
 
 def run_job(
@@ -200,28 +219,25 @@ def run_job(
     """
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
-    source = None
-    if request.is_upscale:
-        source = _load_source(request)
-        if options.prompt_from_metadata and not request.prompt:
-            request = _fill_from_metadata(request)
-    seed = request.seed if request.seed is not None else new_seed()
-    request = request.replace(seed=seed)
-    validate(request)
+    request, source = prepare(request, prompt_from_metadata=options.prompt_from_metadata)
+    seed = request.seed
+    assert seed is not None
 
     model_name = Path(request.model).name if request.model else "model"
     if pipeline is None:
-        loaded = _load(request, cache, options.allow_pickle)
+        loaded = _load(request, cache, options.allow_pickle, _peak_pixels(request, source))
         pipeline = loaded.pipe
         source_info = getattr(loaded, "source", None)
         model_name = getattr(source_info, "name", None) or model_name
+
+    from PIL import Image
 
     from .engine.generate import plan_for, run_stages
     from .engine.vae import decode_latents
 
     source_size = (source.height, source.width) if source is not None else None
     plan = plan_for(pipeline, request, source_size)
-    output = options.output or default_output(request, seed)
+    output = options.output or default_output(request, seed, plan.width, plan.height)
     _check_output(output, plan.stage_count, options)
 
     stage_paths: list[Path] = []
@@ -266,8 +282,9 @@ def run_job(
             image = path = None
             if is_final or options.save_stages:
                 image = decode_latents(pipeline.vae, out.latents, cancel=check_cancel)
-                if is_final and image.size != (plan.width, plan.height):
-                    image = image.resize((plan.width, plan.height))
+                if image.size != (stage.width, stage.height):
+                    # A stage whose size is not a multiple of f decodes a few pixels short.
+                    image = image.resize((stage.width, stage.height), Image.Resampling.LANCZOS)
                 path = output if is_final else stage_path(output, stage.index)
                 text = (
                     _png_text(
@@ -323,7 +340,17 @@ def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> 
     tmp.replace(path)
 
 
-def _load(request: Request, cache: Any, allow_pickle: bool = False) -> Any:
+def _peak_pixels(request: Request, source: Any) -> int:
+    """The largest stage's pixel count, from the model's shape read without loading it."""
+    from .engine.plan import make_plan
+    from .models.geometry import geometry_of
+
+    size = (source.height, source.width) if source is not None else None
+    plan = make_plan(request, geometry_of(request.model), size)
+    return max(s.height * s.width for s in plan.stages)
+
+
+def _load(request: Request, cache: Any, allow_pickle: bool, peak_pixels: int) -> Any:
     """The loaded pipeline for a request, through the cache when the face keeps one."""
     kwargs = {
         "device": request.device,
@@ -333,6 +360,8 @@ def _load(request: Request, cache: Any, allow_pickle: bool = False) -> Any:
         "loras": request.loras,
         "prediction_type": request.prediction_type,
         "allow_pickle": allow_pickle,
+        "peak_pixels": peak_pixels,
+        "view_batch_size": request.view_batch_size,
     }
     if not request.model:
         raise JobError(

@@ -60,13 +60,13 @@ done
 step "the installed app answers --version"
 version="$("$APP" --version)"
 echo "$version"
-[[ "$version" == *"$("$ENV_PY" -c 'import demofusion_app; print(demofusion_app.__version__)')"* ]] \
+[[ "$version" == *"$("$ENV_PY" -I -c 'import demofusion_app; print(demofusion_app.__version__)')"* ]] \
     || fail "--version printed '$version'"
-"$ENV_PY" -c "import torch; print('torch', torch.__version__)"
+"$ENV_PY" -I -c "import torch; print('torch', torch.__version__)"
 
 step "the installed app generates with a tiny model"
 if "$APP" generate --help >/dev/null 2>&1; then
-    "$ENV_PY" -c "
+    "$ENV_PY" -I -c "
 import sys
 from pathlib import Path
 from demofusion_app.models.synthetic import save_tiny_model
@@ -75,7 +75,7 @@ save_tiny_model(Path(sys.argv[1]), 'sdxl', 16)
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 DEMOFUSION_STUDIO_HOME="$WORK/store" \
         "$APP" generate --model "$WORK/tiny" --prompt test --width 256 --height 256 --steps 2 \
         --output "$WORK/x.png"
-    "$ENV_PY" -c "
+    "$ENV_PY" -I -c "
 import sys
 from PIL import Image
 with Image.open(sys.argv[1]) as image:
@@ -85,6 +85,20 @@ print('generated', sys.argv[1], image.size)
 else
     fail "the installed app has no 'generate' command"
 fi
+
+step "the installed app finds its resources and builds its window"
+QT_QPA_PLATFORM=offscreen DEMOFUSION_STUDIO_HOME="$WORK/store" "$ENV_PY" -I -c "
+import sys
+from pathlib import Path
+from demofusion_app.resources import resources_dir
+found = resources_dir().resolve()
+# From the environment, not from the source tree the installer ran from.
+assert Path(sys.prefix).resolve() in found.parents, found
+from demofusion_app.gui.app import create_window
+window = create_window()
+window.show()
+print('window:', window.windowTitle(), '| resources:', found)
+"
 
 step "update with desktop integration (HOME=$FAKE_HOME)"
 installer --update --no-uv

@@ -168,6 +168,43 @@ find_python() {
     return 1
 }
 
+apt_python_packages() {
+    # The Debian/Ubuntu packages that give a Python 3.11+ able to make a venv: the default python3's
+    # venv package when it is new enough (Debian 12, Ubuntu 24.04), else Python 3.11 (Ubuntu 22.04).
+    local version
+    if version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+        && python3 -c "import sys; sys.exit(sys.version_info < (3, $MIN_PYTHON_MINOR))" 2>/dev/null; then
+        printf 'python%s-venv\n' "$version"
+    else
+        printf 'python3.11 python3.11-venv\n'
+    fi
+}
+
+offer_python_packages() {
+    # No usable Python: on Debian/Ubuntu offer to install one, elsewhere say what to do.
+    local manual="Install Python 3.$MIN_PYTHON_MINOR or newer with its venv module, or install uv \
+(https://docs.astral.sh/uv/), or pass --python /path/to/python3."
+    if ! command -v apt-get >/dev/null 2>&1; then
+        die "no Python 3.$MIN_PYTHON_MINOR+ with the venv module was found. $manual"
+    fi
+    local -a packages
+    read -r -a packages <<<"$(apt_python_packages)"
+    local command="sudo apt-get install -y ${packages[*]}"
+    if [[ ! -t 0 ]]; then
+        die "no Python 3.$MIN_PYTHON_MINOR+ with the venv module was found. Run: $command"
+    fi
+    local answer
+    read -r -p "Python's venv support is missing. Run '$command' now? [Y/n] " answer
+    if [[ "$answer" =~ ^[Nn] ]]; then
+        die "no Python 3.$MIN_PYTHON_MINOR+ with the venv module. $manual"
+    fi
+    if [[ "$(id -u)" -eq 0 ]]; then
+        apt-get install -y "${packages[@]}"
+    else
+        sudo apt-get install -y "${packages[@]}"
+    fi
+}
+
 have_uv() {
     [[ "$USE_UV" != "no" ]] && command -v uv >/dev/null 2>&1
 }
@@ -194,9 +231,10 @@ create_env() {
         return
     fi
     if [[ -z "$PYTHON" ]]; then
-        PYTHON="$(find_python)" || die "no Python 3.$MIN_PYTHON_MINOR+ with the venv module was found. \
-Install one (Debian/Ubuntu: sudo apt install python3 python3-venv), or install uv \
-(https://docs.astral.sh/uv/), or pass --python /path/to/python3."
+        if ! PYTHON="$(find_python)"; then
+            offer_python_packages
+            PYTHON="$(find_python)" || die "still no Python 3.$MIN_PYTHON_MINOR+ with venv."
+        fi
     elif ! python_ok "$PYTHON"; then
         die "$PYTHON is not Python 3.$MIN_PYTHON_MINOR+ with the venv module \
 (Debian/Ubuntu: sudo apt install python3-venv); pass another with --python."

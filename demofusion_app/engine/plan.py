@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .request import Request, RequestError
+from .request import MAX_SIDE, Request, RequestError
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,15 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
         if source_size is None:
             raise ValueError("an upscale plan needs the picture's size")
         th, tw = upscale_target(request, *source_size)
-        start = min(request.steps - 1, int((1 - request.strength) * request.steps))
+        if max(th, tw) > MAX_SIDE:
+            largest = MAX_SIDE / max(source_size)
+            raise RequestError(
+                "scale",
+                f"Scale {request.scale:g} would make a {tw}x{th} picture, over the {MAX_SIDE} px limit; "
+                f"use a scale of at most {int(largest * 100) / 100:g}.",
+            )
+        # round() first: 1 - 0.8 is 0.19999999999999996, and 10 steps of it must start at index 2.
+        start = min(request.steps - 1, int(round((1 - request.strength) * request.steps, 6)))
         if not request.progressive:
             stages = (_stage(1, th, tw, 1, "base", geo, stride, start),)
             eh_ew = (th, tw)

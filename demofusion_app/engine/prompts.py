@@ -106,6 +106,24 @@ def _encoders(pipe: Any) -> tuple[list[tuple[Any, Any]], bool]:
     return [*pairs, (pipe.tokenizer_2, text_encoder_2)], True
 
 
+class _RunsOn:
+    """A text encoder as seen from the device it runs on.
+
+    compel moves every output to `text_encoder.device`; under sequential CPU offload the weights wait on
+    PyTorch's "meta" device between calls, so that would turn real embeddings into empty meta tensors.
+    """
+
+    def __init__(self, encoder: Any, device: Any) -> None:
+        self._encoder = encoder
+        self.device = torch.device(device)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._encoder(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+
 def _providers(pipe: Any, device: Any) -> tuple[list[Any], bool]:
     from compel.embeddings_provider import (
         DownweightMode,
@@ -128,7 +146,7 @@ def _providers(pipe: Any, device: Any) -> tuple[list[Any], bool]:
         providers.append(
             EmbeddingsProvider(
                 tokenizer=tokenizer,
-                text_encoder=text_encoder,
+                text_encoder=_RunsOn(text_encoder, device),
                 truncate=False,
                 padding_attention_mask_value=0 if masks_padding else 1,
                 downweight_mode=DownweightMode.MASK,

@@ -17,7 +17,7 @@ MEMORY_MODES = ("auto", "none", "model-offload", "sequential-offload")
 # Generous guards: beyond these a run would take days or the latents alone would not fit any card.
 MAX_SIDE = 16384
 MAX_STEPS = 1000
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**64 - 1  # torch.Generator takes any uint64; ComfyUI seeds use all of it
 
 
 class RequestError(ValueError):

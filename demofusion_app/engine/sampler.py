@@ -181,7 +181,7 @@ class DemoFusionSampler:
             self.pipe.scheduler.config,
             self.request.scheduler,
             steps=self.plan.steps,
-            corrector=stage.index == 1,
+            corrector=stage.kind == "base",
         )
         scheduler.set_timesteps(self.plan.steps, device=self.device)
         if hasattr(scheduler, "set_begin_index"):

@@ -32,6 +32,12 @@ def make_scheduler(config: Any, name: str, *, steps: int, corrector: bool = True
     )
 
     config = dict(config)
+    # Older SD 1.x/2.x folders ship a PNDM/DDIM config without `timestep_spacing`; those schedulers space
+    # "leading" (with steps_offset), which diffusers' Euler would silently turn into its own "linspace".
+    config.setdefault("timestep_spacing", "leading")
+    # A folder saved by diffusers lists the keys it left at their defaults; from_config would then drop them
+    # when the class changes (PNDM's "leading" becoming Euler's "linspace"). Every key present carries over.
+    config.pop("_use_default_values", None)
     if name == "euler":
         return EulerDiscreteScheduler.from_config(config)
     if name == "euler_a":

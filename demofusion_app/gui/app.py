@@ -74,5 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     window.start_background_imports()
     if args.images:
         window.open_images(list(args.images))
-    QTimer.singleShot(0, window.first_run_dialog)
+    if not args.model:
+        QTimer.singleShot(0, window.first_run_dialog)
     return app.exec()

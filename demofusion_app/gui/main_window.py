@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -40,7 +39,7 @@ from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.presets import Preset
 from demofusion_app.store.settings import SettingsStore
 
-from . import run_setup
+from . import run_setup, window_state
 from .banner import Banner
 from .demofusion_panel import DemoFusionPanel
 from .diagnostics import diagnostics_text, setup_logging
@@ -106,8 +105,7 @@ class MainWindow(QMainWindow):
         for warning in [*settings.take_warnings(), *presets.take_warnings()]:
             self.banner.show_message(warning, kind="info")
 
-    # Layout
-    # --------------------------------------------------------------------------------------------
+    # Layout --------------------------------------------------------------------------------------
     def _build(self) -> None:
         self.model_picker = ModelPicker(self.fields)
         self.preset_bar = PresetBar(self.presets, self.stored_values)
@@ -232,8 +230,7 @@ class MainWindow(QMainWindow):
         self.history.restore_requested.connect(self.restore_parameters)
         self.history.show_requested.connect(self.show_file)
 
-    # Values
-    # -------------------------------------------------------------------------------------------
+    # Values --------------------------------------------------------------------------------------
     def collect_values(self) -> dict[str, Any]:
         """Every request field the form holds (seed as typed)."""
         values: dict[str, Any] = {"model": self.model_picker.model()}
@@ -295,8 +292,7 @@ class MainWindow(QMainWindow):
             return
         self.params.set_plan_text(plan.describe())
 
-    # Running
-    # ------------------------------------------------------------------------------------------
+    # Running -------------------------------------------------------------------------------------
     def show_error(self, error: RequestError) -> None:
         """Under the field it names, or in the banner when the field is not on screen."""
         if not self.fields.show(error.field, str(error)):
@@ -319,33 +315,11 @@ class MainWindow(QMainWindow):
             self.show_error(exc)
             return False
         request = run_setup.with_seed(request)
-        folder = Path(self.settings.get("output_folder")).expanduser()
-        problem = run_setup.disk_space_problem(folder, run_setup.estimate_bytes(plan))
-        if problem:
-            self.banner.show_message(problem)
-            return False
-        name = self.settings.file_name(
-            when=datetime.now(),
-            seed=request.seed,
-            prompt=request.prompt,
-            width=plan.width,
-            height=plan.height,
-            model=request.model,
-        )
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self.banner.show_message(
-                f"The output folder {folder} cannot be created ({exc.strerror}); "
-                "choose another one in the settings."
-            )
+            options = run_setup.job_options(self.settings, request, plan)
+        except run_setup.RunSetupError as exc:
+            self.banner.show_message(str(exc))
             return False
-        options = {
-            "output": run_setup.output_file(folder, name),
-            "save_stages": True,
-            "write_metadata": bool(self.settings.get("write_metadata")),
-            "preview_every": run_setup.preview_every(request.steps),
-        }
         self.last_request = request
         self.params.set_last_seed(int(request.seed or 0))
         self._remember_parameters()
@@ -442,8 +416,7 @@ class MainWindow(QMainWindow):
         self.banner.show_message(failure.message, "" if failure.expected else failure.details)
         log.error("run failed: %s\n%s", failure.message, failure.details)
 
-    # Pictures
-    # -------------------------------------------------------------------------------------------
+    # Pictures ------------------------------------------------------------------------------------
     @Slot(str)
     def show_stage(self, name: str) -> None:
         """Show a stage (or the final picture) large, alone."""
@@ -518,8 +491,7 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.upscale_flow.open_mime(event.mimeData())
 
-    # First run
-    # ----------------------------------------------------------------------------------------
+    # First run -----------------------------------------------------------------------------------
     def first_run_dialog(self) -> FirstRunDialog | None:
         """Open (non-blocking) the first-run dialog when no model is configured; None otherwise."""
         if not needs_first_run(self.settings):
@@ -538,53 +510,21 @@ class MainWindow(QMainWindow):
         if choice.model:
             self.model_picker.set_model(choice.model)
 
-    # Settings
-    # -----------------------------------------------------------------------------------------
+    # Settings ------------------------------------------------------------------------------------
     def _restore(self) -> None:
-        s = self.settings
-        self.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
-        self.hardware.apply({"device": s.get("device"), "memory_mode": s.get("memory_mode")})
-        last = s.get("last_parameters")
-        if last:
-            self.apply_values(last)
-        model = (last or {}).get("model") or s.get("default_model") or ""
-        if model:
-            self.model_picker.set_model(model)
-        ui = s.get("ui")
-        self.demofusion.set_expanded(bool(ui.get("demofusion_open", False)))
-        if isinstance(ui.get("splitter"), list):
-            self.splitter.setSizes([int(x) for x in ui["splitter"]])
-        geometry = s.get("window_geometry")
-        if geometry:
-            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        window_state.restore(self)
         self.history.load(self.output_folder())
         self.refresh_plan()
 
     def _remember_parameters(self) -> None:
-        values = self.stored_values()
-        self.settings.set("last_parameters", values)
-        self.settings.update(device=values["device"], memory_mode=values["memory_mode"])
+        window_state.remember_parameters(self)
 
     def _save_settings(self) -> None:
-        try:
-            self.settings.save()
-        except OSError as exc:
-            log.warning("settings not saved: %s", exc)
+        window_state.save_settings(self.settings)
 
     def save_state(self) -> None:
         """Last parameters, window geometry and panel state into the settings file."""
-        self._remember_parameters()
-        ui = {
-            **self.settings.get("ui"),
-            "demofusion_open": self.demofusion.expanded,
-            "splitter": self.splitter.sizes(),
-        }
-        self.settings.set("ui", ui)
-        self.settings.set("window_geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
-        model = self.model_picker.model()
-        if model:
-            self.settings.set("default_model", model)
-        self._save_settings()
+        window_state.save(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.controller.running:
@@ -598,8 +538,7 @@ class MainWindow(QMainWindow):
         self.save_state()
         event.accept()
 
-    # Background
-    # -----------------------------------------------------------------------------------------
+    # Background ----------------------------------------------------------------------------------
     def start_background_imports(self) -> threading.Thread:
         """Import torch and diffusers in the background so the first run starts sooner."""
         thread = threading.Thread(target=_warm_imports, name="warm-imports", daemon=True)

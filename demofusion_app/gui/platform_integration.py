@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QWidget
 
@@ -73,15 +73,25 @@ def set_windows_app_user_model_id(app_id: str = WINDOWS_APP_USER_MODEL_ID) -> bo
     return result == 0  # S_OK
 
 
+def _forget_resource_name() -> None:
+    if os.environ.get("RESOURCE_NAME") == DESKTOP_FILE_NAME:
+        del os.environ["RESOURCE_NAME"]
+
+
 def apply_platform_integration(app: QGuiApplication) -> None:
     """Desktop file name, X11 instance name, Windows AppUserModelID and window icon, in one call.
 
-    Call it right after the QApplication is created and before any window is shown.
+    Call it right after the QApplication is created and before any window is shown; show the
+    main window before the event loop starts.
     """
     app.setDesktopFileName(DESKTOP_FILE_NAME)
     # Qt reads RESOURCE_NAME when it creates the first X11 window: it becomes the WM_CLASS
     # instance. Otherwise that is the launcher's name, which StartupWMClass would not match.
-    os.environ.setdefault("RESOURCE_NAME", DESKTOP_FILE_NAME)
+    if "RESOURCE_NAME" not in os.environ:
+        os.environ["RESOURCE_NAME"] = DESKTOP_FILE_NAME
+        # Gone once the event loop runs (the first window exists by then), so programs the app
+        # starts, such as a file manager, do not take our name and join our taskbar button.
+        QTimer.singleShot(0, _forget_resource_name)
     set_windows_app_user_model_id()
     icon = app_icon()
     if not icon.isNull():

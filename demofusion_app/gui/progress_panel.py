@@ -21,6 +21,7 @@ from .fields import name_control
 
 PREVIEW_SIZE = 180
 PREVIEW_EMPTY = "Live preview"
+READY = "Ready: write a prompt and press Generate, or drop a picture here to upscale it."
 THUMB_SIZE = 96
 
 
@@ -53,7 +54,7 @@ class ProgressPanel(QWidget):
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
         self.bar.setFormat("%p%")
-        self.status = name_control(QLabel("Ready"), "status")
+        self.status = name_control(QLabel(READY), "status")
         self.times = name_control(QLabel(""), "times")
         self.preview = name_control(QLabel(), "live_preview", "What the picture looks like so far")
         self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)
@@ -83,8 +84,7 @@ class ProgressPanel(QWidget):
         self._ticker.setInterval(500)
         self._ticker.timeout.connect(self._update_times)
 
-    # A run
-    # ------------------------------------------------------------------------------------------
+    # A run ---------------------------------------------------------------------------------------
     def start(self, total_evaluations: int, description: str) -> None:
         self.strip.clear()
         self.preview.clear()

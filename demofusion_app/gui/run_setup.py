@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from demofusion_app.engine.plan import Geometry, Plan, make_plan
 from demofusion_app.engine.request import MAX_SEED, Request, RequestError, validate
+from demofusion_app.store.settings import SettingsStore
 
 PNG_OVERHEAD = 64 * 1024
 SPARE_BYTES = 200 * 1024 * 1024
@@ -106,3 +108,37 @@ def output_file(folder: Path, name: str) -> Path:
 def preview_every(steps: int) -> int:
     """Steps between live previews: every step for short runs, every 4 for long ones."""
     return max(1, min(4, steps // 8))
+
+
+class RunSetupError(Exception):
+    """A run that cannot start for a reason outside the form (disk space, output folder)."""
+
+
+def job_options(settings: SettingsStore, request: Request, plan: Plan) -> dict[str, Any]:
+    """The job's options for a window run: a fresh output file in the output folder, every stage
+    saved. Raises RunSetupError when the disk is too full or the folder cannot be made."""
+    folder = Path(settings.get("output_folder")).expanduser()
+    problem = disk_space_problem(folder, estimate_bytes(plan))
+    if problem:
+        raise RunSetupError(problem)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunSetupError(
+            f"The output folder {folder} cannot be created ({exc.strerror}); "
+            "choose another one in the settings."
+        ) from None
+    name = settings.file_name(
+        when=datetime.now(),
+        seed=request.seed,
+        prompt=request.prompt,
+        width=plan.width,
+        height=plan.height,
+        model=request.model,
+    )
+    return {
+        "output": output_file(folder, name),
+        "save_stages": True,
+        "write_metadata": bool(settings.get("write_metadata")),
+        "preview_every": preview_every(request.steps),
+    }

@@ -1,7 +1,7 @@
 """Upscaling from the window: pictures dropped, pasted or opened become a queue of upscale runs.
 
-The window asks `next_job` when Generate is pressed; the flow answers with the next waiting picture's
-request fields, and is told how each run ended so the queue moves on by itself.
+The window asks `next_job` when Generate is pressed; the flow answers with the next waiting
+picture's request fields, and is told how each run ended so the queue moves on by itself.
 """
 
 from __future__ import annotations

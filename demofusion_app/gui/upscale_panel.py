@@ -1,5 +1,5 @@
-"""The upscale queue: pictures waiting to be upscaled, the scale and strength, and what their metadata
-said. Shown only while the queue holds pictures."""
+"""The upscale queue: pictures waiting to be upscaled, the scale and strength, and what their
+metadata said. Shown only while the queue holds pictures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Pictures dropped, pasted or opened for upscaling: checked, measured and read for metadata (no Qt).
+"""Pictures dropped, pasted or opened for upscaling: checked, measured and read for metadata (no
+Qt).
 
 Each becomes a `Source` in the window's queue; a file that cannot be used gives its reason in words.
 """

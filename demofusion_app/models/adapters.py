@@ -181,6 +181,8 @@ def load_lora(
         with warnings.catch_warnings():
             # peft warns whenever a model gets a second adapter: stacking LoRAs is what we mean.
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            # ... and names the adapter left active when diffusers drops one that failed to load.
+            warnings.filterwarnings("ignore", message="Adapter .* was active")
             pipe.load_lora_weights(
                 str(path.parent),
                 weight_name=path.name,

@@ -184,8 +184,9 @@ _LAYER_FRACTION = 0.03
 # Device bytes one UNet sample needs while it runs, per latent pixel of the window and per byte of
 # dtype (160 MiB / (128 * 128 * 2) = 5120); classifier-free guidance runs two samples per view.
 _ACTIVATION_PER_LATENT_PIXEL = 5_500
-# Decoding one float32 VAE tile of the model's native size, per latent pixel of the window
-# (4882 MiB / (128 * 128) = 312,000).
+# One float32 VAE pass at the model's native size, per latent pixel of the window (4882 MiB /
+# (128 * 128) = 312,000): what encoding a native-size input picture takes (engine/vae.py encodes it
+# whole); tiled decoding (512 px tiles) needs about a quarter of it.
 _DECODE_PER_LATENT_PIXEL = 320_000
 # Full-size tensors kept on the device per output pixel: the image in float32 (and a resized copy of
 # it for the next stage), the latent canvas and the DemoFusion accumulators (a few 4-channel float32
@@ -239,9 +240,9 @@ def estimate_memory(
     Weights: parameter count times the dtype's size, the VAE in float32 (the loader upcasts it).
     Activations: every view is one window of the model's native size, and a UNet call runs
     `view_batch_size` views times two (classifier-free guidance) at about
-    `_ACTIVATION_PER_LATENT_PIXEL` bytes per latent pixel and dtype byte. Decoding is tiled, so its
-    workspace is one native-size tile in float32 whatever the output size; the output size adds the
-    full-size image and latent canvas (`_CANVAS_PER_PIXEL` bytes per output pixel).
+    `_ACTIVATION_PER_LATENT_PIXEL` bytes per latent pixel and dtype byte. The VAE's workspace is
+    one native-size pass in float32 whatever the output size (decoding is tiled); the output size
+    adds the full-size image and latent canvas (`_CANVAS_PER_PIXEL` bytes per output pixel).
     """
     import torch
 

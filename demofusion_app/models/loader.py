@@ -78,12 +78,20 @@ class LoadedPipeline:
     def set_loras(self, loras: tuple[tuple[str, float], ...]) -> None:
         """Apply exactly these LoRAs and weights; () removes them all and restores the base exactly.
 
-        On any failure no LoRA is left applied (`loras` is then ()), and the error is raised.
+        A file that fails to load leaves no LoRA applied (`loras` is then ()), and the error is
+        raised; a file named twice is refused before anything changes.
         """
         self._check_usable()
         wanted = tuple((normalise_path(path), float(weight)) for path, weight in loras)
         if wanted == self.loras:
             return
+        paths = [path for path, _ in wanted]
+        for path in set(paths):
+            if paths.count(path) > 1:
+                raise ModelError(
+                    f"LoRA {path} is given {paths.count(path)} times; give it once with the weight "
+                    "you want."
+                )
         try:
             self._apply_loras(wanted)
         except Exception:
@@ -124,16 +132,10 @@ class LoadedPipeline:
         self.loras = ()
 
     def _apply_loras(self, wanted: tuple[tuple[str, float], ...]) -> None:
-        paths = [path for path, _ in wanted]
-        for path in set(paths):
-            if paths.count(path) > 1:
-                raise ModelError(
-                    f"LoRA {path} is given {paths.count(path)} times; give it once with the weight "
-                    "you want."
-                )
         if not wanted:
             self._drop_loras()
             return
+        paths = [path for path, _ in wanted]
         stale = [name for path, name in self._adapters.items() if path not in paths]
         if stale:
             with warnings.catch_warnings():

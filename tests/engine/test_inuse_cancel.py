@@ -47,8 +47,9 @@ class Counter:
         self.handle.remove()
 
 
-def _run(pipe: Any, out: Path, request: Request, when: Callable[[object], bool],
-         **options: Any) -> tuple[JobResult, list[object], Counter]:
+def _run(
+    pipe: Any, out: Path, request: Request, when: Callable[[object], bool], **options: Any
+) -> tuple[JobResult, list[object], Counter]:
     """Run with a token that the event callback sets on the first event `when` accepts."""
     token = CancelToken()
     events: list[object] = []
@@ -60,24 +61,40 @@ def _run(pipe: Any, out: Path, request: Request, when: Callable[[object], bool],
 
     counter = Counter(pipe.unet, token)
     try:
-        result = run_job(request, JobOptions(output=out, save_stages=True, **options), on_event,
-                         cancel=token, pipeline=pipe)
+        result = run_job(
+            request,
+            JobOptions(output=out, save_stages=True, **options),
+            on_event,
+            cancel=token,
+            pipeline=pipe,
+        )
     finally:
         counter.remove()
     return result, events, counter
 
 
 def _request(model: Path, steps: int = 2, **kw: Any) -> Request:
-    return Request(prompt="a harbour at night", width=384, height=384, steps=steps, seed=5,
-                   model=str(model), **kw)
+    return Request(
+        prompt="a harbour at night",
+        width=384,
+        height=384,
+        steps=steps,
+        seed=5,
+        model=str(model),
+        **kw,
+    )
 
 
 def test_cancel_during_stage_one_stops_before_the_next_unet_call(
-        tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path) -> None:
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "a.png"
     result, events, counter = _run(
-        tiny_pipe, out, _request(tiny_sdxl_dir, steps=3),
-        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (1, 1))
+        tiny_pipe,
+        out,
+        _request(tiny_sdxl_dir, steps=3),
+        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (1, 1),
+    )
     assert result.cancelled and result.path is None and result.stage_paths == ()
     assert counter.after_cancel == 0
     assert counter.calls == 1
@@ -90,11 +107,16 @@ def test_cancel_during_stage_one_stops_before_the_next_unet_call(
 
 
 def test_cancel_mid_stage_two_keeps_stage_one_file_and_its_latents(
-        tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path) -> None:
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "b.png"
     result, events, counter = _run(
-        tiny_pipe, out, _request(tiny_sdxl_dir, steps=3),
-        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (2, 1), save_latents=True)
+        tiny_pipe,
+        out,
+        _request(tiny_sdxl_dir, steps=3),
+        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (2, 1),
+        save_latents=True,
+    )
     stage1 = out.with_name("b-stage1.png")
     assert result.cancelled and result.path is None
     assert result.stage_paths == (stage1,)
@@ -114,7 +136,8 @@ def test_cancel_mid_stage_two_keeps_stage_one_file_and_its_latents(
 
 
 def test_cancel_inside_a_step_stops_within_one_unet_batch(
-        tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path) -> None:
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
     """With small UNet batches a step of stage 2 takes several calls; a cancel during one is the last."""
     token = CancelToken()
     stage = {"n": 0}
@@ -134,9 +157,13 @@ def test_cancel_inside_a_step_stops_within_one_unet_batch(
 
     handle = tiny_pipe.unet.register_forward_pre_hook(hook)
     try:
-        result = run_job(_request(tiny_sdxl_dir, view_batch_size=2),
-                         JobOptions(output=tmp_path / "c.png", save_stages=True), on_event,
-                         cancel=token, pipeline=tiny_pipe)
+        result = run_job(
+            _request(tiny_sdxl_dir, view_batch_size=2),
+            JobOptions(output=tmp_path / "c.png", save_stages=True),
+            on_event,
+            cancel=token,
+            pipeline=tiny_pipe,
+        )
     finally:
         handle.remove()
     assert result.cancelled
@@ -145,11 +172,15 @@ def test_cancel_inside_a_step_stops_within_one_unet_batch(
 
 
 def test_cancel_after_the_last_step_stops_the_final_decode(
-        tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path) -> None:
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "d.png"
     result, events, counter = _run(
-        tiny_pipe, out, _request(tiny_sdxl_dir),
-        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (3, 2))
+        tiny_pipe,
+        out,
+        _request(tiny_sdxl_dir),
+        lambda e: isinstance(e, StepDone) and (e.stage, e.step) == (3, 2),
+    )
     kept = (out.with_name("d-stage1.png"), out.with_name("d-stage2.png"))
     assert result.cancelled and result.path is None and result.stage_paths == kept
     assert all(p.is_file() for p in kept)
@@ -163,7 +194,8 @@ def test_cancel_after_the_last_step_stops_the_final_decode(
 
 
 def test_cancel_between_decode_tiles_stops_the_decode(
-        tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path) -> None:
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
     """640x128 ends at 80x16 latents: two decode tiles. A cancel after the first stops the second."""
     token = CancelToken()
     decoded: list[tuple[int, ...]] = []
@@ -176,9 +208,14 @@ def test_cancel_between_decode_tiles_stops_the_decode(
     handle = tiny_pipe.vae.decoder.register_forward_hook(after_tile)
     try:
         result = run_job(
-            Request(prompt="dunes", width=640, height=128, steps=1, seed=2, model=str(tiny_sdxl_dir)),
-            JobOptions(output=tmp_path / "e.png", save_stages=False), events.append, cancel=token,
-            pipeline=tiny_pipe)
+            Request(
+                prompt="dunes", width=640, height=128, steps=1, seed=2, model=str(tiny_sdxl_dir)
+            ),
+            JobOptions(output=tmp_path / "e.png", save_stages=False),
+            events.append,
+            cancel=token,
+            pipeline=tiny_pipe,
+        )
     finally:
         handle.remove()
     assert result.cancelled and result.path is None
@@ -187,14 +224,26 @@ def test_cancel_between_decode_tiles_stops_the_decode(
     assert not (tmp_path / "e.png").exists()
 
 
-def test_uncancelled_token_changes_nothing(tiny_pipe: Any, tiny_sdxl_dir: Path,
-                                           tmp_path: Path) -> None:
-    request = Request(prompt="a harbour at night", width=256, height=256, steps=2, seed=5,
-                      model=str(tiny_sdxl_dir))
-    a = run_job(request, JobOptions(output=tmp_path / "f.png", save_stages=False),
-                cancel=CancelToken(), pipeline=tiny_pipe)
-    b = run_job(request, JobOptions(output=tmp_path / "g.png", save_stages=False),
-                pipeline=tiny_pipe)
+def test_uncancelled_token_changes_nothing(
+    tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path: Path
+) -> None:
+    request = Request(
+        prompt="a harbour at night",
+        width=256,
+        height=256,
+        steps=2,
+        seed=5,
+        model=str(tiny_sdxl_dir),
+    )
+    a = run_job(
+        request,
+        JobOptions(output=tmp_path / "f.png", save_stages=False),
+        cancel=CancelToken(),
+        pipeline=tiny_pipe,
+    )
+    b = run_job(
+        request, JobOptions(output=tmp_path / "g.png", save_stages=False), pipeline=tiny_pipe
+    )
     assert not a.cancelled and not b.cancelled
     from PIL import Image, ImageChops
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,15 @@ def tiny_pipe(tiny_sdxl_dir: Path) -> Any:
 def recorded_run(tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One 384x384 run (3 stages on the tiny model) with every event and what was on disk at that moment."""
     out = tmp_path_factory.mktemp("events") / "run.png"
-    request = Request(prompt="a red barn", negative_prompt="fog", width=384, height=384,
-                      steps=STEPS, seed=11, model=str(tiny_sdxl_dir))
+    request = Request(
+        prompt="a red barn",
+        negative_prompt="fog",
+        width=384,
+        height=384,
+        steps=STEPS,
+        seed=11,
+        model=str(tiny_sdxl_dir),
+    )
     events: list[object] = []
     on_disk: dict[int, dict[str, Any]] = {}
 
@@ -54,8 +62,12 @@ def recorded_run(tiny_pipe: Any, tiny_sdxl_dir: Path, tmp_path_factory: pytest.T
                     seen["size"] = im.size
             on_disk[event.stage] = seen
 
-    result = run_job(request, JobOptions(output=out, save_stages=True, preview_every=PREVIEW_EVERY),
-                     on_event, pipeline=tiny_pipe)
+    result = run_job(
+        request,
+        JobOptions(output=out, save_stages=True, preview_every=PREVIEW_EVERY),
+        on_event,
+        pipeline=tiny_pipe,
+    )
     plan = plan_for(tiny_pipe, request)
     return events, on_disk, result, plan, out
 
@@ -88,10 +100,11 @@ def test_step_events_count_unet_evaluations_to_the_plan_total(recorded_run) -> N
     assert len(steps) == 3 * STEPS
     assert all(e.evaluations_total == plan.total_evaluations for e in steps)
     assert all(e.stages == 3 and e.steps == STEPS for e in steps)
-    assert [(e.stage, e.step) for e in steps] == [(k, i) for k in (1, 2, 3)
-                                                  for i in range(1, STEPS + 1)]
+    assert [(e.stage, e.step) for e in steps] == [
+        (k, i) for k in (1, 2, 3) for i in range(1, STEPS + 1)
+    ]
     done = [e.evaluations_done for e in steps]
-    assert all(b > a for a, b in zip(done, done[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(done))
     assert done[-1] == plan.total_evaluations
     # Each step of stage k adds exactly that stage's per-step share of the plan.
     previous = 0
@@ -118,8 +131,11 @@ def test_previews_arrive_every_few_steps_as_small_pictures(recorded_run) -> None
 def test_each_stage_file_is_on_disk_with_metadata_when_announced(recorded_run) -> None:
     events, on_disk, result, _, out = recorded_run
     finished = [e for e in events if isinstance(e, StageFinished)]
-    assert [e.path for e in finished] == [str(out.with_name("run-stage1.png")),
-                                          str(out.with_name("run-stage2.png")), str(out)]
+    assert [e.path for e in finished] == [
+        str(out.with_name("run-stage1.png")),
+        str(out.with_name("run-stage2.png")),
+        str(out),
+    ]
     for e in finished:
         seen = on_disk[e.stage]
         assert seen["exists"], f"stage {e.stage} announced before its file was written"

@@ -96,3 +96,34 @@ def test_cancel_a_real_run_mid_stage(make_window, qtbot, tiny_sdxl_dir):
     assert len(blocker.args[0].payload.stage_paths) == 1
     assert window.progress.status.text() == "Cancelled; 1 finished stage image kept."
     assert window.last_path is None
+
+
+@pytest.mark.slow
+def test_a_dropped_picture_upscales_on_a_tiny_model(make_window, qtbot, tiny_sdxl_dir, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red barn in snow\nNegative prompt: blur\nSteps: 20, Seed: 11")
+    source = tmp_path / "barn.png"
+    Image.new("RGB", (128, 128), (150, 40, 30)).save(source, pnginfo=info)
+    window = make_window(model=str(tiny_sdxl_dir))
+    window.params.steps.setValue(2)
+    window.hardware.device.setCurrentText("cpu")
+    assert window.open_images([str(source)]) == 1
+    assert window.collect_values()["prompt"] == "a red barn in snow"
+    window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(2.0))
+    assert window.params.plan.text().startswith("Plan: ")
+    with qtbot.waitSignal(
+        window.controller.message,
+        timeout=60_000,
+        check_params_cb=lambda m: m.event is RunEvent.FINISHED,
+    ):
+        assert window.generate()
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=30_000)
+    assert window.banner.message() == ""
+    with Image.open(window.last_path) as result:
+        assert result.size == (256, 256)
+    assert window.viewer.names[0] == "Original" and window.viewer.names[-1] == "Final"
+    assert window.viewer.pair == ("Original", "Final")
+    found = read_metadata(window.last_path)
+    assert found.prompt == "a red barn in snow"

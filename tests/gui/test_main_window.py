@@ -327,3 +327,14 @@ def test_presets_save_as_apply_and_delete(make_window):
     assert bar.combo.currentText() == "My look (mine)" and bar.delete.isEnabled()
     bar.delete.click()
     assert bar.store.find("My look") is None and bar.combo.findData("My look") == -1
+
+
+def test_the_command_line_preselects_a_model_and_queues_pictures(make_window, tmp_path):
+    from demofusion_app.gui.app import parse_args
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "in.png")
+    args = parse_args(["--model", "/m/x.safetensors", str(tmp_path / "in.png")])
+    window = make_window(model=args.model)
+    assert window.model_picker.model() == "/m/x.safetensors"
+    assert window.open_images(args.images) == 1
+    assert window.generate_button.text() == "Upscale"

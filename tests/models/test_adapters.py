@@ -312,3 +312,14 @@ def test_fp16_safe_vae_override_stays_in_half_precision(
     assert half.pipe.vae.dtype == torch.float16
     half.set_vae(None)
     assert half.pipe.vae.dtype == torch.float32
+
+
+def test_a_file_named_twice_is_refused_before_anything_changes(
+    loaded: LoadedPipeline, loras: dict[str, Path]
+) -> None:
+    loaded.set_loras(((str(loras["a"]), 1.0),))
+    styled = unet_output(loaded)
+    with pytest.raises(ModelError, match="given 2 times"):
+        loaded.set_loras(((str(loras["b"]), 1.0), (str(loras["b"]), 0.5)))
+    assert loaded.loras == ((str(loras["a"].resolve()), 1.0),)
+    assert torch.equal(unet_output(loaded), styled)

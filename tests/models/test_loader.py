@@ -17,10 +17,18 @@ def dtypes(module: torch.nn.Module) -> set[torch.dtype]:
     return {p.dtype for p in module.parameters()}
 
 
-def test_tiny_sdxl_loads_on_the_cpu_in_float32(tiny_sdxl_dir: Path, no_network: list[str]) -> None:
+def test_auto_loads_on_the_device_the_probe_finds(tiny_sdxl_dir: Path) -> None:
+    from demofusion_app.models.device import probe_device
+
     loaded = load_pipeline(str(tiny_sdxl_dir))
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
-        pytest.skip("auto picks a GPU on this machine")
+    facts = probe_device()
+    assert loaded.device == torch.device(facts.torch_device)
+    assert loaded.pipe.unet.device.type == facts.kind
+    assert loaded.dtype == (torch.float32 if facts.kind == "cpu" else torch.float16)
+
+
+def test_tiny_sdxl_loads_on_the_cpu_in_float32(tiny_sdxl_dir: Path, no_network: list[str]) -> None:
+    loaded = load_pipeline(str(tiny_sdxl_dir), device="cpu")
     assert loaded.device == torch.device("cpu")
     assert (loaded.dtype, loaded.memory_mode, loaded.family) == (torch.float32, "none", "sdxl")
     assert loaded.source is not None and loaded.source.kind == "folder"

@@ -202,3 +202,51 @@ def test_powershell_installer_offers_the_same_choices():
     code = re.sub(r'@"(.|\n)*?"@', "", source)
     assert code.count("{") == code.count("}")
     assert code.count("(") == code.count(")")
+
+
+def test_pyinstaller_spec_is_valid_python_and_bundles_the_resources():
+    source = (PACKAGING / "demofusion-studio.spec").read_text(encoding="utf-8")
+    compile(source, "demofusion-studio.spec", "exec")
+    assert '(str(REPO / "resources"), "resources")' in source
+    assert "copy_metadata" in source and '"torchvision"' in source
+    assert (PACKAGING / "pyinstaller_entry.py").is_file()
+
+
+def test_windows_double_click_wrapper_runs_the_powershell_installer():
+    wrapper = (PACKAGING / "install.cmd").read_bytes()
+    assert b"\r\n" in wrapper  # cmd.exe wants CRLF line ends
+    assert b'-ExecutionPolicy Bypass -File "%~dp0install.ps1" %*' in wrapper
+
+
+def _bare_path(tmp_path: Path, with_apt: bool) -> str:
+    """A PATH with only what install.sh needs before it looks for Python: no Python, no uv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "mkdir", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    if with_apt:
+        # Only looked up with `command -v`; a non-interactive run must not call it.
+        fake = bin_dir / "apt-get"
+        fake.write_text("#!/bin/sh\necho 'apt-get must not run' >&2\nexit 99\n")
+        fake.chmod(0o755)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("with_apt", [True, False], ids=["debian", "other"])
+def test_without_python_the_installer_says_which_packages_to_install(tmp_path, with_apt):
+    bash = shutil.which("bash")
+    result = subprocess.run(
+        [bash, str(PACKAGING / "install.sh"), "--prefix", str(tmp_path / "p"), "--no-uv"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={"HOME": str(tmp_path), "PATH": _bare_path(tmp_path, with_apt)},
+    )
+    assert result.returncode == 1
+    assert "no Python 3.11+ with the venv module" in result.stderr
+    if with_apt:
+        assert "Run: sudo apt-get install -y python3.11 python3.11-venv" in result.stderr
+    else:
+        assert "--python /path/to/python3" in result.stderr
+    assert "must not run" not in result.stderr
+    assert not (tmp_path / "p" / "env").exists()

@@ -29,14 +29,23 @@ def _desktop_entry() -> configparser.SectionProxy:
     return parser["Desktop Entry"]
 
 
-def test_desktop_file_name_matches_the_desktop_file_and_its_wm_class(qapp, monkeypatch):
+def test_desktop_file_name_matches_the_desktop_file_and_its_wm_class(qapp, qtbot, monkeypatch):
     monkeypatch.delenv("RESOURCE_NAME", raising=False)
     apply_platform_integration(qapp)
     entry = _desktop_entry()
     assert QApplication.desktopFileName() == DESKTOP_FILE.stem == DESKTOP_FILE_NAME
     assert entry["StartupWMClass"] == DESKTOP_FILE_NAME
     assert entry["Icon"] == DESKTOP_FILE_NAME
+    # Set for the first window, then withdrawn so programs the app launches don't inherit it.
     assert os.environ["RESOURCE_NAME"] == DESKTOP_FILE_NAME
+    qtbot.waitUntil(lambda: "RESOURCE_NAME" not in os.environ, timeout=2000)
+
+
+def test_a_resource_name_chosen_by_the_user_is_kept(qapp, qtbot, monkeypatch):
+    monkeypatch.setenv("RESOURCE_NAME", "my-own-name")
+    apply_platform_integration(qapp)
+    qtbot.wait(10)
+    assert os.environ["RESOURCE_NAME"] == "my-own-name"
 
 
 def test_window_icon_has_every_size_from_16_to_512(qapp):
