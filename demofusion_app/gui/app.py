@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.settings import SettingsStore
 
 from .main_window import MainWindow
+from .platform_integration import bring_to_front
+from .single_instance import SingleInstance, SingleInstanceError, default_server_name
 from .worker import JobFunction
 
 
@@ -69,11 +72,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     app = application()
+    # One window per user: a second launch (say, "Open with" from the file manager) hands its pictures
+    # to the running window instead of loading a second model into memory.
+    instance = SingleInstance(default_server_name(args.home))
+    if instance.try_forward([str(Path(p).resolve()) for p in args.images]):
+        return 0
+    try:
+        instance.listen()
+    except SingleInstanceError as exc:  # run anyway, only without the hand-over
+        logging.getLogger(__name__).warning("%s", exc)
     window = create_window(args.home, model=args.model)
+
+    def received(paths: list[str]) -> None:
+        bring_to_front(window)
+        if paths:
+            window.open_images(paths)
+
+    instance.filesReceived.connect(received)
     window.show()
     window.start_background_imports()
     if args.images:
         window.open_images(list(args.images))
     if not args.model:
         QTimer.singleShot(0, window.first_run_dialog)
-    return app.exec()
+    status = app.exec()
+    instance.close()
+    return status

@@ -132,10 +132,9 @@ def vae_to_ldm(state: dict[str, torch.Tensor], config: Any) -> dict[str, torch.T
         elif parts[1] in ("down_blocks", "up_blocks"):
             block, kind = int(parts[2]), parts[3]
             rest = "." + ".".join(parts[5:])
-            if side == "encoder":
-                level = f"encoder.down.{block}"
-            else:
-                level = f"decoder.up.{blocks - 1 - block}"
+            level = (
+                f"encoder.down.{block}" if side == "encoder" else f"decoder.up.{blocks - 1 - block}"
+            )
             if kind == "resnets":
                 new = f"{level}.block.{parts[4]}" + _rename_inner(rest, _VAE_RESNET)
             elif kind == "downsamplers":
