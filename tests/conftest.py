@@ -26,7 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own store root: nothing touches the real home, settings or caches."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("DEMOFUSION_STUDIO_HOME", str(home))
