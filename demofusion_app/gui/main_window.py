@@ -56,6 +56,7 @@ from .params_panel import ParamsPanel
 from .preset_bar import PresetBar
 from .progress_panel import ProgressPanel
 from .prompt_panel import PromptPanel
+from .taskbar import TaskbarProgress
 from .upscale_flow import UpscaleFlow
 from .upscale_panel import UpscalePanel
 from .upscale_sources import State
@@ -159,6 +160,7 @@ class MainWindow(QMainWindow):
         self.banner = Banner()
         self.viewer = make_viewer()
         self.progress = ProgressPanel()
+        self.taskbar = TaskbarProgress(self)
         self.open_folder_button = name_control(
             QPushButton("Open output folder"),
             "open_folder",
@@ -347,6 +349,8 @@ class MainWindow(QMainWindow):
         self.generate_action.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.cancel_action.setEnabled(running)
+        if not running:
+            self.taskbar.clear()
         if not running and self._close_pending:
             self.close()
         elif not running and self.upscale_flow.take_continue():
@@ -372,6 +376,7 @@ class MainWindow(QMainWindow):
             self.progress.step(
                 e.stage, e.stages, e.step, e.steps, e.evaluations_done, e.evaluations_total
             )
+            self.taskbar.set(e.evaluations_done / max(1, e.evaluations_total))
         elif kind is RunEvent.PREVIEW and message.image is not None:
             self.progress.show_preview(message.image)
         elif kind is RunEvent.STAGE_FINISHED:
