@@ -126,8 +126,8 @@ class RunWorker(QObject):
 
 
 # Threads still running, kept referenced so that a controller dropped mid-run (a closed window, a
-# test)
-# never destroys a running QThread, which aborts the process. Removed when the thread has finished.
+# test) never destroys a running QThread, which aborts the process. Removed, in the GUI thread, once
+# the thread has really ended.
 _LIVE: set[QThread] = set()
 
 
@@ -180,14 +180,14 @@ class RunController(QObject):
         worker.returned.connect(self._forward_returned)
         worker.errored.connect(self._forward_errored)
         # Direct: QThread.quit is thread-safe, and a queued call would never arrive while the GUI
-        # thread
-        # blocks in wait() (closing the window mid-run).
+        # thread blocks in wait() (closing the window mid-run).
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
         worker.finished.connect(worker.deleteLater)
-        thread.finished.connect(thread.deleteLater)
-        thread.finished.connect(self._thread_done)
+        # Reaped in the GUI thread (a slot of this object, so a queued call): `finished` is emitted
+        # just before the thread exits, and dropping the last reference any earlier destroys a
+        # running QThread, which crashes the process.
+        thread.finished.connect(self._thread_finished)
         _LIVE.add(thread)
-        thread.finished.connect(lambda: _LIVE.discard(thread))
         self._run = _Running(thread, worker, cancel)
         thread.start()
         self.running_changed.emit(True)
@@ -218,6 +218,14 @@ class RunController(QObject):
     @Slot(object)
     def _forward_errored(self, failure: RunFailure) -> None:
         self.errored.emit(failure)
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        thread = self.sender()
+        if isinstance(thread, QThread):
+            thread.wait()
+            _LIVE.discard(thread)
+        self._thread_done()
 
     @Slot()
     def _thread_done(self) -> None:
