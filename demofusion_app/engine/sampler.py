@@ -88,9 +88,14 @@ class Denoiser:
         full = self.batch_size
         if n == full:
             return self.context, self.pooled if self.sdxl else None
-        idx = list(range(n)) + (list(range(full, full + n)) if self.cfg else [])
-        ctx = self.context[idx]
-        return ctx, self.pooled[idx] if self.sdxl else None
+
+        def take(batched: torch.Tensor) -> torch.Tensor:
+            # Slices, not an index list: a list index would be copied to the device every step.
+            if not self.cfg:
+                return batched[:n]
+            return torch.cat([batched[:n], batched[full : full + n]])
+
+        return take(self.context), take(self.pooled) if self.sdxl else None
 
     def predict(
         self, inputs: torch.Tensor, t: torch.Tensor, crops: list[tuple[int, int]]
