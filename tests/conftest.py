@@ -61,3 +61,13 @@ def tiny_sd15_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sd2v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _tiny(tmp_path_factory, "sd2-v", 16)
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl_pipe(tiny_sdxl_dir: Path):
+    """The tiny SDXL folder loaded as a diffusers pipeline, once per test module."""
+    from diffusers import DiffusionPipeline
+
+    pipeline = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline

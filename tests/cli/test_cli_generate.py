@@ -301,12 +301,8 @@ def _assert_oom_message(text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def tiny_pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 def test_out_of_memory_in_stage_two_through_the_job(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +17,8 @@ SEED = 17
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipeline = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 @pytest.fixture(scope="module")

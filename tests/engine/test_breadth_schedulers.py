@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,8 @@ from demofusion_app.engine.schedulers import NoiseLevels, make_scheduler
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipeline = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 def _request(**changes: Any) -> Request:

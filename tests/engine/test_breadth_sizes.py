@@ -18,12 +18,8 @@ TINY = Geometry(8, 16)  # the tiny SDXL fixture: window 16 latents, base 128 px
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipeline = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+def pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 def _sizes(plan: Any) -> list[tuple[int, int, int]]:

@@ -21,12 +21,8 @@ from demofusion_app.jobs import JobOptions, JobResult, latents_path, run_job
 
 
 @pytest.fixture(scope="module")
-def tiny_pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def tiny_pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 class Counter:

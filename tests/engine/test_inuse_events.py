@@ -26,12 +26,8 @@ PREVIEW_EVERY = 2
 
 
 @pytest.fixture(scope="module")
-def tiny_pipe(tiny_sdxl_dir: Path) -> Any:
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+def tiny_pipe(tiny_sdxl_pipe: Any) -> Any:
+    return tiny_sdxl_pipe
 
 
 @pytest.fixture(scope="module")

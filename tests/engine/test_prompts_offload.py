@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DiffusionPipeline
 
 from demofusion_app.engine.prompts import encode_prompts
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_sdxl_dir):
-    return DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
+def pipe(tiny_sdxl_pipe):
+    return tiny_sdxl_pipe
 
 
 def test_embeddings_stay_on_the_execution_device_when_encoders_report_meta(pipe, monkeypatch):

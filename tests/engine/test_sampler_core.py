@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, EulerDiscreteScheduler
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
 from demofusion_app.engine import views as V
 from demofusion_app.engine.generate import run_stages
@@ -77,10 +77,8 @@ def test_fused_step_equals_stepping_every_view_and_averaging(kind, step_index):
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_sdxl_dir):
-    p = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
-    p.set_progress_bar_config(disable=True)
-    return p
+def pipe(tiny_sdxl_pipe):
+    return tiny_sdxl_pipe
 
 
 def _final(pipe, seed: int, **changes) -> torch.Tensor:
