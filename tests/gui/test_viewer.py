@@ -11,8 +11,9 @@ from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from demofusion_app.gui.compare import WHEEL_FACTOR, ViewerError
+from demofusion_app.gui.image_view import ImageView
 from demofusion_app.gui.tiles import ImageLayer
-from demofusion_app.gui.viewer import ComparisonViewer, ImageView
+from demofusion_app.gui.viewer import ComparisonViewer
 from demofusion_app.gui.viewer_export import GAP
 
 RED = (220, 30, 30)
