@@ -10,12 +10,16 @@ file.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -224,19 +228,21 @@ def load_pickle_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     try:
-        try:
-            loaded: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            # mmap needs the zip format torch has written since 1.6; older files load without it.
-            if "mmap" not in str(exc):
-                raise
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it does not expect; the refusal below says enough.
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                loaded: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                # mmap needs the zip format torch has written since 1.6; older files load without it.
+                if "mmap" not in str(exc):
+                    raise
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        log.info("weights-only load of %s refused: %s", path, exc)
         raise ModelError(
-            f"{path.name} could not be loaded safely: it is damaged or holds objects other than "
-            f"tensors (which a safe load refuses: {reason}); use a .safetensors version of the "
-            "model."
+            f"{path.name} could not be loaded safely: it is damaged, or holds objects other than "
+            "tensors, which a safe load refuses; use a .safetensors version of the model."
         ) from None
     while isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
