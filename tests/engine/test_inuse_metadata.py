@@ -60,6 +60,25 @@ def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str]
     return code, capsys.readouterr().err
 
 
+def _upscale_args(picture: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    """`upscale PICTURE` by 2 with one step on the tiny model, writing OUT; `extra` flags follow."""
+    return [
+        "upscale",
+        str(picture),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--scale",
+        "2",
+        "--steps",
+        "1",
+        "--output",
+        str(out),
+        *extra,
+    ]
+
+
 def test_parameters_follow_a1111_rules_and_json_has_every_request_field(
     capsys: pytest.CaptureFixture[str], tiny_sdxl_dir: Path, tmp_path: Path
 ) -> None:
@@ -222,20 +241,7 @@ def test_upscale_without_prompt_takes_prompt_negative_and_seed_from_our_png(
     up = tmp_path / "up.png"
     code, err = _run(
         capsys,
-        [
-            "upscale",
-            str(made),
-            "--model",
-            str(tiny_sdxl_dir),
-            "--device",
-            "cpu",
-            "--scale",
-            "2",
-            "--steps",
-            "1",
-            "--output",
-            str(up),
-        ],
+        _upscale_args(made, tiny_sdxl_dir, up),
     )
     assert code == 0, err
     assert re.search(r"Seed: 9876\b", err)
@@ -265,20 +271,7 @@ def test_upscale_without_prompt_reads_an_a1111_picture(
     up = tmp_path / "up.png"
     code, err = _run(
         capsys,
-        [
-            "upscale",
-            str(picture),
-            "--model",
-            str(tiny_sdxl_dir),
-            "--device",
-            "cpu",
-            "--scale",
-            "2",
-            "--steps",
-            "1",
-            "--output",
-            str(up),
-        ],
+        _upscale_args(picture, tiny_sdxl_dir, up),
     )
     assert code == 0, err
     request = json.loads(_texts(up)["demofusion"])["request"]
@@ -359,20 +352,7 @@ def test_upscale_takes_a_comfyui_pictures_64_bit_seed_without_refusing(
     up = tmp_path / "up.png"
     code, err = _run(
         capsys,
-        [
-            "upscale",
-            str(picture),
-            "--model",
-            str(tiny_sdxl_dir),
-            "--device",
-            "cpu",
-            "--scale",
-            "2",
-            "--steps",
-            "1",
-            "--output",
-            str(up),
-        ],
+        _upscale_args(picture, tiny_sdxl_dir, up),
     )
     assert code == 0, err
     request = json.loads(_texts(up)["demofusion"])["request"]
