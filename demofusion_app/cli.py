@@ -300,7 +300,7 @@ def run_generation(args: argparse.Namespace) -> int:
         )
     from .jobs import prepare
 
-    request, _ = prepare(request)
+    request, source = prepare(request)
     if args.output.exists() and not args.overwrite:
         raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
     options = JobOptions(
@@ -317,7 +317,7 @@ def run_generation(args: argparse.Namespace) -> int:
     # The seed is told once the run really starts, so a refused run prints one line, not two.
     progress = TerminalProgress(sys.stderr, announce=f"Seed: {request.seed}")
     try:
-        result = run_job(request, options, progress, cancel)
+        result = run_job(request, options, progress, cancel, source=source)
     finally:
         progress.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)

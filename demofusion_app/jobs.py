@@ -123,11 +123,14 @@ def _load_source(request: Request) -> Any:
     return open_image(request.init_image)
 
 
-def _fill_from_metadata(request: Request) -> Request:
-    """Upscale without a prompt: take prompt, negative prompt and seed from the picture, when it has them."""
+def _fill_from_metadata(request: Request, picture: Any) -> Request:
+    """Upscale without a prompt: take prompt, negative prompt and seed from the picture, when it has them.
+
+    `picture` is the opened image: `open_image` keeps the file's text and EXIF, so nothing is read twice.
+    """
     from .imaging.metadata import read_metadata
 
-    found = read_metadata(request.init_image)
+    found = read_metadata(picture)
     if found.source == "none":
         return request
     changes: dict[str, Any] = {}
@@ -190,14 +193,17 @@ def _is_oom(exc: BaseException) -> bool:
     )
 
 
-def prepare(request: Request, *, prompt_from_metadata: bool = True) -> tuple[Request, Any]:
+def prepare(
+    request: Request, *, prompt_from_metadata: bool = True, source: Any = None
+) -> tuple[Request, Any]:
     """The request as it will run (prompt and seed from the picture's metadata where the user gave
-    none, else a new seed), validated, and the picture to upscale (None for text to image)."""
-    source = None
-    if request.is_upscale:
+    none, else a new seed), validated, and the picture to upscale (None for text to image).
+
+    `source` is the picture when a caller has already opened it (it is not read again)."""
+    if request.is_upscale and source is None:
         source = _load_source(request)
-        if prompt_from_metadata and not request.prompt:
-            request = _fill_from_metadata(request)
+    if request.is_upscale and prompt_from_metadata and not request.prompt:
+        request = _fill_from_metadata(request, source)
     if request.seed is None:
         request = request.replace(seed=new_seed())
     validate(request)
@@ -211,15 +217,19 @@ def run_job(
     cancel: CancelToken | None = None,
     cache: Any = None,
     pipeline: Any = None,
+    source: Any = None,
 ) -> JobResult:
     """Run `request` to the end (or until cancelled), writing stage images and the final PNG.
 
     `pipeline` (a loaded diffusers pipeline) skips loading; otherwise the model comes from `cache` (a
-    `ModelCache`) or is loaded for this run. User errors raise one of `user_errors()`.
+    `ModelCache`) or is loaded for this run. `source` is the picture to upscale when the caller
+    has opened it already (see `prepare`). User errors raise one of `user_errors()`.
     """
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
-    request, source = prepare(request, prompt_from_metadata=options.prompt_from_metadata)
+    request, source = prepare(
+        request, prompt_from_metadata=options.prompt_from_metadata, source=source
+    )
     seed = request.seed
     assert seed is not None
 
