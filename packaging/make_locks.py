@@ -24,7 +24,7 @@ from pathlib import Path
 LOCKS_DIR = Path(__file__).resolve().parent / "locks"
 REQUIREMENTS_IN = LOCKS_DIR / "requirements.in"
 PYTHON_VERSION = "3.11"  # the oldest Python diffusers 0.42 supports; the pins install on 3.11-3.13
-# PySide6 6.12 ships manylinux_2_34 wheels only: the Linux lock targets glibc 2.34+ (Ubuntu 22.04+).
+# PySide6 6.11 and 6.12 ship manylinux_2_34 wheels only: the Linux lock targets glibc 2.34+ (Ubuntu 22.04+).
 PLATFORMS = {"linux": "x86_64-manylinux_2_34", "windows": "x86_64-pc-windows-msvc"}
 TORCH_ONLY_ROOTS = frozenset({"torch"})
 

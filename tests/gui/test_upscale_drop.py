@@ -70,7 +70,7 @@ def _drop(window, paths: list[Path]) -> bool:
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     point = QPointF(window.width() / 2, window.height() / 2)
     buttons, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(point, Qt.DropAction.CopyAction, mime, buttons, mods)
+    enter = QDragEnterEvent(point.toPoint(), Qt.DropAction.CopyAction, mime, buttons, mods)
     QApplication.sendEvent(window, enter)
     if not enter.isAccepted():
         return False
@@ -147,7 +147,7 @@ def test_a_picture_without_metadata_still_queues(make_window, tmp_path):
     window.prompt_panel.prompt.setPlainText("kept as typed")
     Image.new("RGB", (32, 32)).save(tmp_path / "plain.webp")
     assert window.open_images([str(tmp_path / "plain.webp")]) == 1
-    assert window.collect_values()["prompt"] == "kept as typed"
+    assert window.collect_values()["prompt"] == ""  # never the last picture's prompt (issue 16)
     assert "No generation metadata" in window.upscale.found.text()
 
 
