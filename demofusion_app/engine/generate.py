@@ -38,7 +38,7 @@ def run_stages(
 
     `source` is the picture to upscale (PIL RGB) for image-to-image requests. The generator draws, in order:
     the initial latents (or the encoder's posterior sample), each stage's noise, per step the jitter offsets and
-    any scheduler noise (ALGORITHM.md rule 25).
+    any scheduler noise (docs/algorithm.md rule 25).
     """
     from .prompts import encode_prompts
     from .vae import encode_image, preview_rgb

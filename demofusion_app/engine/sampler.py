@@ -1,4 +1,4 @@
-"""DemoFusion sampling: plain stage-1 sampling, then progressive upscaling stages (ALGORITHM.md rules 5-25).
+"""DemoFusion sampling: plain stage-1 sampling, then progressive upscaling stages (docs/algorithm.md rules 5-25).
 
 One fused prediction per timestep: the model outputs of every local window and every dilated sub-lattice are
 blended into one prediction for the whole latent, and the scheduler steps once (rule 22). All UNet work goes

@@ -1,4 +1,4 @@
-"""Schedulers offered to the artist, built from the model's own scheduler config (ALGORITHM.md rule 22), and
+"""Schedulers offered to the artist, built from the model's own scheduler config (docs/algorithm.md rule 22), and
 noise levels by step index (rule 9)."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Latents handed in and out are the working latents: float32 and already multiplied by the VAE's
 scaling factor (after subtracting its shift, where it has one). Decoding runs tile by tile so that
-only one tile's activations live at a time, whatever the image size (ALGORITHM.md rule 26).
+only one tile's activations live at a time, whatever the image size (docs/algorithm.md rule 26).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The views DemoFusion denoises: jittered local windows, dilated sub-lattices, and the Gaussian filter.
 
-ALGORITHM.md rules 12-13 (windows), 16 (sub-lattices) and 17 (filter). Windows are described by index tensors so
+docs/algorithm.md rules 12-13 (windows), 16 (sub-lattices) and 17 (filter). Windows are described by index tensors so
 that extracting every window and accumulating their predictions are one gather and one scatter each.
 """
 

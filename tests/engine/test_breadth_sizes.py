@@ -1,5 +1,5 @@
 """Any multiple of 8: rule-4 plans checked against hand-computed sizes, and whole runs whose PNG is exactly the
-requested size with finite latents (ALGORITHM.md rules 1-4, 12, 28)."""
+requested size with finite latents (docs/algorithm.md rules 1-4, 12, 28)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage plans (ALGORITHM.md rules 1-4, 24, 28) against hand-computed reference plans."""
+"""Stage plans (docs/algorithm.md rules 1-4, 24, 28) against hand-computed reference plans."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_last_stage_is_exactly_the_target_where_int_lands_short():
 
 
 def test_sizes_that_are_not_multiples_of_the_base():
-    # SDXL 1536x1536: stage 1 at 1024, stage 2 at 1536 with k = 2 (ALGORITHM.md's example).
+    # SDXL 1536x1536: stage 1 at 1024, stage 2 at 1536 with k = 2 (docs/algorithm.md's example).
     assert sizes(make_plan(Request(width=1536, height=1536), SDXL)) == [
         (1024, 1024, 1),
         (1536, 1536, 2),
