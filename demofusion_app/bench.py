@@ -1,14 +1,14 @@
 """`demofusion-app bench`: where a run's time goes, per stage.
 
 Per stage: UNet evaluations and calls, seconds inside the UNet (CUDA events on a GPU), seconds outside it,
-decode seconds, and peak memory (CUDA max allocated on a GPU, process RSS high-water mark everywhere).
+decode seconds, and peak memory (CUDA max allocated on a GPU, process RSS high-water mark everywhere: from
+`resource` on POSIX, GetProcessMemoryInfo on Windows, "-" where neither answers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -28,7 +28,7 @@ class StageFigures:
     other_seconds: float
     decode_seconds: float
     peak_gpu_mib: float | None
-    peak_rss_mib: float
+    peak_rss_mib: float | None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,9 +106,55 @@ class UNetTimer:
             h.remove()
 
 
-def _rss_mib() -> float:
+def _rss_mib() -> float | None:
+    """The process's peak resident memory in MiB, or None where the platform does not say."""
+    if sys.platform == "win32":
+        return _windows_peak_mib()
+    try:
+        import resource  # POSIX only: imported here so the command line starts on Windows
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+def _windows_peak_mib() -> float | None:
+    """Peak working set from GetProcessMemoryInfo (what Task Manager calls peak memory)."""
+    import ctypes
+
+    size_t = ctypes.c_size_t
+
+    class Counters(ctypes.Structure):
+        _fields_ = [
+            ("cb", ctypes.c_ulong),
+            ("PageFaultCount", ctypes.c_ulong),
+            ("PeakWorkingSetSize", size_t),
+            ("WorkingSetSize", size_t),
+            ("QuotaPeakPagedPoolUsage", size_t),
+            ("QuotaPagedPoolUsage", size_t),
+            ("QuotaPeakNonPagedPoolUsage", size_t),
+            ("QuotaNonPagedPoolUsage", size_t),
+            ("PagefileUsage", size_t),
+            ("PeakPagefileUsage", size_t),
+        ]
+
+    try:
+        kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined]
+        psapi = ctypes.WinDLL("psapi")  # type: ignore[attr-defined]
+        kernel32.GetCurrentProcess.restype = ctypes.c_void_p
+        psapi.GetProcessMemoryInfo.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(Counters),
+            ctypes.c_ulong,
+        ]
+        counters = Counters()
+        counters.cb = ctypes.sizeof(Counters)
+        ok = psapi.GetProcessMemoryInfo(
+            kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb
+        )
+    except (AttributeError, OSError):  # no WinDLL (not Windows) or no psapi: report nothing
+        return None
+    return counters.PeakWorkingSetSize / 2**20 if ok else None
 
 
 def _peak_pixels(args: argparse.Namespace) -> int:
@@ -212,10 +258,11 @@ def _table(figures: list[StageFigures]) -> str:
     rows = [head]
     for f in figures:
         gpu = f"{f.peak_gpu_mib:12.0f}" if f.peak_gpu_mib is not None else f"{'-':>12}"
+        rss = f"{f.peak_rss_mib:12.0f}" if f.peak_rss_mib is not None else f"{'-':>12}"
         rows.append(
             f"{f.stage:>5} {f.size:>11} {f.dilation:>2} {f.evaluations:>6} {f.calls:>5} "
             f"{f.unet_seconds:8.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
-            f"{f.peak_rss_mib:12.0f}"
+            f"{rss}"
         )
     unet = sum(f.unet_seconds for f in figures)
     sampling = sum(f.seconds for f in figures)

@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 unexpected failure (traceback only with --verbose); 2 a us
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -15,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from . import APP_NAME, __version__
-from .engine.request import DEVICES, DTYPES, MEMORY_MODES, SCHEDULERS, Request, RequestError
+from .engine.request import (
+    DEVICES,
+    DTYPES,
+    MAX_PROMPT_CHARS,
+    MEMORY_MODES,
+    SCHEDULERS,
+    Request,
+    RequestError,
+    prompt_too_long,
+)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
@@ -72,6 +82,48 @@ def _stride(text: str) -> int | str:
         raise argparse.ArgumentTypeError(
             f"invalid stride {text!r}: give latent pixels (e.g. 64) or half / quarter"
         ) from None
+
+
+def _value_flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string, in every command, that takes exactly one value."""
+    flags: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                flags |= _value_flags(sub)
+        elif action.option_strings and action.nargs is None and action.const is None:
+            flags.update(action.option_strings)
+    return flags
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def join_negative_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--guidance -inf` as `--guidance=-inf`: argparse takes a value that starts with "-" for a flag
+    (unless it looks like -1 or -0.5), and says "expected one argument"; joined, the value reaches our
+    own checks, whose message says what range works."""
+    flags = _value_flags(parser)
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            out += argv[i:]
+            break
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if word in flags and value.startswith("-") and _is_number(value):
+            out.append(f"{word}={value}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
 
 
 def _quiet_libraries() -> None:
@@ -233,6 +285,14 @@ def request_from_args(args: argparse.Namespace) -> Request:
     from .store.presets import apply_preset
 
     given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
+    for name in ("prompt", "negative_prompt"):
+        text = given.get(name)
+        if isinstance(text, str) and prompt_too_long(text):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{flag} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,}. "
+                "Shorten it."
+            )
     if getattr(args, "lora", None):
         from .models.adapters import parse_lora_arg
 
@@ -270,6 +330,31 @@ def request_from_args(args: argparse.Namespace) -> Request:
     return Request.from_dict(values)
 
 
+def _check_model(args: argparse.Namespace, model: str) -> None:
+    """Refuse a model that is neither a file, a folder nor a plausible hub id (org/name), saying
+    where it came from when not from --model."""
+    from .models.hub import looks_like_repo_id
+    from .store.settings import SettingsStore
+
+    if not model:
+        raise UsageError(
+            "No model chosen; pass --model with a .safetensors file, a diffusers folder or "
+            "a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
+        )
+    if Path(model).expanduser().exists() or looks_like_repo_id(model):
+        return
+    if getattr(args, "model", None):
+        where = ""
+    elif model == SettingsStore().load().default_model:
+        where = " (the default model in the settings)"
+    else:
+        where = f" (from the preset {args.preset!r})"
+    raise UsageError(
+        f"Model {model}{where} was not found; pass --model with an existing .safetensors file, "
+        "a diffusers folder, or a Hugging Face id like stabilityai/stable-diffusion-xl-base-1.0."
+    )
+
+
 def _install_interrupt(cancel: Any) -> None:
     """First Ctrl-C cancels at the next UNet call; a second one stops at once."""
 
@@ -285,12 +370,34 @@ def _install_interrupt(cancel: Any) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+class _LogToStderr(logging.Handler):
+    """Our modules' warnings as "warning: ..." lines (nothing else configures logging here)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:  # sys.stderr as it is now: a test may have replaced it since the handler was made
+            print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _metadata_full_paths() -> bool:
+    """The `metadata_full_paths` setting: pictures name their files unless the user chose paths."""
+    from .store.settings import SettingsStore
+
+    return bool(SettingsStore().get("metadata_full_paths"))
+
+
 def run_generation(args: argparse.Namespace) -> int:
     from .cli_progress import TerminalProgress
     from .engine.events import CancelToken
     from .jobs import JobOptions, run_job
 
     request = request_from_args(args)
+    # Before any size check: "Width is missing" is no help when the model itself is not there.
+    _check_model(args, request.model)
     if args.output is None:
         raise UsageError("Say where to write the image: --output FILE.png")
     if args.output.suffix.lower() != ".png":
@@ -298,11 +405,6 @@ def run_generation(args: argparse.Namespace) -> int:
             f"--output must end in .png, not {args.output.name!r}; "
             f"try {args.output.with_suffix('.png').name}."
         )
-    from .jobs import prepare
-
-    request, source = prepare(request)
-    if args.output.exists() and not args.overwrite:
-        raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
     options = JobOptions(
         output=args.output,
         save_stages=args.save_stages,
@@ -311,7 +413,20 @@ def run_generation(args: argparse.Namespace) -> int:
         write_metadata=not args.no_metadata,
         preview_every=0,
         allow_pickle=args.allow_pickle,
+        metadata_full_paths=_metadata_full_paths(),
+        prompt_from_metadata=False,  # prepare() below reads it; once is enough (and warns once)
     )
+    from .jobs import JobError, check_output_target, prepare
+
+    # Before the picture is read or the model loaded: a run whose output cannot be written (or that
+    # would write over its own input) should not take minutes to say so.
+    try:
+        check_output_target(args.output, options, request.init_image, name_hint="--output")
+    except JobError as exc:
+        raise UsageError(str(exc)) from exc
+    request, source = prepare(request)
+    if args.output.exists() and not args.overwrite:
+        raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
     cancel = CancelToken()
     _install_interrupt(cancel)
     # The seed is told once the run really starts, so a refused run prints one line, not two.
@@ -334,11 +449,22 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(argv, parser))
     verbose = getattr(args, "verbose", False)
     if args.command is None:
         parser.print_help()
         return EXIT_OK
+    # What a run works around (a picture's bad seed, a skipped model file) is said, marked as such.
+    logger = logging.getLogger(__package__)
+    handler = _LogToStderr()
+    logger.addHandler(handler)
+    try:
+        return _run_command(args, verbose)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _run_command(args: argparse.Namespace, verbose: bool) -> int:
     try:
         if args.command in ("generate", "upscale"):
             return run_generation(args)

@@ -6,6 +6,9 @@ written with its metadata BEFORE the event that announces it, so nothing the art
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from .engine.events import (
 from .engine.request import Request, RequestError, validate
 
 Event = Any
+Warn = Callable[[str], None]
 
 
 class JobError(Exception):
@@ -53,6 +57,7 @@ class JobOptions:
     preview_every: int = 4
     prompt_from_metadata: bool = True
     allow_pickle: bool = False  # .ckpt/.pt/.bin, read weights-only; the user must opt in
+    metadata_full_paths: bool = False  # pictures record file names and hashes, not where files live
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class JobResult:
     seconds: float
     cancelled: bool
     request: Request | None = None
+    # What the run worked around (a seed in the picture's metadata out of range, ...), for the face
+    # to show; each is also logged, as there is no warning event.
+    warnings: tuple[str, ...] = ()
 
 
 def warm_imports() -> None:
@@ -99,6 +107,93 @@ def default_output(request: Request, seed: int, width: int, height: int) -> Path
     return path
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """`folder` or its closest ancestor that exists (as anything: a file stops the walk too)."""
+    probe = folder
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written to.
+
+    A folder that does not exist yet is fine when the nearest existing one above it is writable
+    (it is created at the first save)."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise JobError(
+            f"Cannot write to the folder {folder}: {existing} is a file, not a folder; "
+            "choose another output folder."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise JobError(
+            f"Cannot write to the folder {existing}: it is read-only for you; "
+            "choose another output folder."
+        )
+
+
+def _longest_names(output: Path, options: JobOptions) -> list[str]:
+    """Every name a run writes for `output`, with the temporary names used while writing."""
+    from .store.files import TEMP_MARK, TEMP_SUFFIX
+
+    # Each file is first written as ".<name>.dfs-<8 random>.tmp" (store/files.py names them).
+    names = [output, stage_path(output, 99)] if options.save_stages else [output]
+    if options.save_latents:
+        names.append(latents_path(output))
+    return [f".{path.name}{TEMP_MARK}01234567{TEMP_SUFFIX}" for path in names]
+
+
+def _source_written_over(output: Path, options: JobOptions, source: Path) -> Path | None:
+    """The file of this run that would replace `source` (the picture being upscaled), if any."""
+    targets = [output]
+    if options.save_latents:
+        targets.append(latents_path(output))
+    match = re.fullmatch(
+        re.escape(output.stem) + r"-stage(\d+)\.png", source.name, flags=re.IGNORECASE
+    )
+    if options.save_stages and match:
+        targets.append(stage_path(output, int(match.group(1))))
+    for target in targets:
+        try:
+            if target.exists() and os.path.samefile(target, source):
+                return target
+        except OSError:  # unreadable: then it is not the picture we just read either
+            continue
+    return None
+
+
+def check_output_target(
+    output: Path,
+    options: JobOptions,
+    source: str | Path | None = None,
+    *,
+    name_hint: str = "output name",
+) -> None:
+    """Refuse, before any model loads, an output that cannot be written: its folder is a file or
+    read-only, its name (with the stage and latents files) is too long, or it would replace
+    `source`, the run's own input picture. `name_hint` is how the face calls the output name."""
+    check_output_folder(output.parent)
+    from .store.filenames import MAX_FILE_NAME_BYTES
+
+    for name in _longest_names(output, options):
+        if len(name.encode("utf-8")) > MAX_FILE_NAME_BYTES:
+            raise JobError(
+                f"The name {output.name} is too long: with the stage, latents and temporary "
+                f"files it needs more than {MAX_FILE_NAME_BYTES} bytes; choose a shorter "
+                f"{name_hint}."
+            )
+    if source is None:
+        return
+    target = _source_written_over(output, options, Path(source))
+    if target is not None:
+        other = output.with_name(f"{output.stem}-upscaled.png")
+        raise JobError(
+            f"{target} is this run's input picture and would be overwritten; choose another "
+            f"{name_hint}, such as {other}."
+        )
+
+
 def _check_output(output: Path, stages: int, options: JobOptions) -> None:
     if output.suffix.lower() != ".png":
         raise JobError(f"The output must be a .png file, not {output.name}; try {output.stem}.png.")
@@ -123,14 +218,18 @@ def _load_source(request: Request) -> Any:
     return open_image(request.init_image)
 
 
-def _fill_from_metadata(request: Request, picture: Any) -> Request:
+def _fill_from_metadata(request: Request, picture: Any, warn: Warn) -> Request:
     """Upscale without a prompt: take prompt, negative prompt and seed from the picture, when it has them.
 
     `picture` is the opened image: `open_image` keeps the file's text and EXIF, so nothing is read twice.
+    What the reader left out (a seed out of range: `prepare` then draws a new one; a prompt over the
+    cap) is told to `warn`: it is the picture's mistake, not the artist's, and must not read as one.
     """
     from .imaging.metadata import read_metadata
 
     found = read_metadata(picture)
+    for text in found.warnings:
+        warn(text)
     if found.source == "none":
         return request
     changes: dict[str, Any] = {}
@@ -143,6 +242,13 @@ def _fill_from_metadata(request: Request, picture: Any) -> Request:
     return request.replace(**changes)
 
 
+def _metadata_files(request: Request) -> Any:
+    """What the pictures of a run record of its files (see `models.lookup.describe_files`)."""
+    from .models.lookup import describe_files
+
+    return describe_files(request.to_dict())
+
+
 def _png_text(
     request: Request,
     seed: int,
@@ -151,9 +257,14 @@ def _png_text(
     model_name: str,
     stage: int | None,
     stages: int,
+    files: Any = None,
+    full_paths: bool = False,
 ) -> dict[str, str]:
+    """The text chunks of one picture; `files` is the run's `describe_files` record (hashed once
+    per run, before the first picture), `full_paths` the `metadata_full_paths` setting."""
     from .engine.schedulers import LABELS
     from .imaging.metadata import png_text_chunks
+    from .store.filenames import model_label
 
     extra = {"DemoFusion stage": f"{stage}/{stages}"} if stage is not None else None
     return png_text_chunks(
@@ -161,9 +272,12 @@ def _png_text(
         seed=seed,
         width=width,
         height=height,
-        model_name=model_name,
+        # A1111 names a checkpoint without its extension; a hub id stays whole.
+        model_name=model_name if "/" in model_name else model_label(model_name),
         sampler_label=LABELS[request.scheduler],
         extra=extra,
+        files=files,
+        full_paths=full_paths,
     )
 
 
@@ -194,16 +308,21 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def prepare(
-    request: Request, *, prompt_from_metadata: bool = True, source: Any = None
+    request: Request,
+    *,
+    prompt_from_metadata: bool = True,
+    source: Any = None,
+    on_warning: Warn | None = None,
 ) -> tuple[Request, Any]:
     """The request as it will run (prompt and seed from the picture's metadata where the user gave
     none, else a new seed), validated, and the picture to upscale (None for text to image).
 
-    `source` is the picture when a caller has already opened it (it is not read again)."""
+    `source` is the picture when a caller has already opened it (it is not read again). What the
+    picture's metadata had that could not be used goes to `on_warning` (the reader logs it too)."""
     if request.is_upscale and source is None:
         source = _load_source(request)
     if request.is_upscale and prompt_from_metadata and not request.prompt:
-        request = _fill_from_metadata(request, source)
+        request = _fill_from_metadata(request, source, on_warning or (lambda text: None))
     if request.seed is None:
         request = request.replace(seed=new_seed())
     validate(request)
@@ -227,11 +346,27 @@ def run_job(
     """
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:  # read_metadata has logged it already
+        warnings.append(text)
+
     request, source = prepare(
-        request, prompt_from_metadata=options.prompt_from_metadata, source=source
+        request,
+        prompt_from_metadata=options.prompt_from_metadata,
+        source=source,
+        on_warning=warn,
     )
     seed = request.seed
     assert seed is not None
+    # Before the model loads: a folder that cannot be written is found now, not after the run.
+    if options.output is not None:
+        check_output_target(options.output, options, request.init_image)
+        folder = options.output.parent
+    else:
+        folder = _output_folder()
+        check_output_folder(folder)
+    _clean_stale_temp_files(folder)
 
     model_name = Path(request.model).name if request.model else "model"
     if pipeline is None:
@@ -249,6 +384,9 @@ def run_job(
     plan = plan_for(pipeline, request, source_size)
     output = options.output or default_output(request, seed, plan.width, plan.height)
     _check_output(output, plan.stage_count, options)
+    # Names and hashes of the run's files, once for all its pictures (a big checkpoint is read
+    # once, then the hash cache answers), before the first picture is written.
+    files = _metadata_files(request) if options.write_metadata else None
 
     stage_paths: list[Path] = []
     saved_latents: dict[str, Any] = {}
@@ -305,6 +443,8 @@ def run_job(
                         model_name,
                         None if is_final else stage.index,
                         plan.stage_count,
+                        files,
+                        options.metadata_full_paths,
                     )
                     if options.write_metadata
                     else None
@@ -325,7 +465,13 @@ def run_job(
         _write_latents(options, output, saved_latents)
         emit(RunCancelled(last_stage[0], last_stage[1], tuple(str(p) for p in stage_paths)))
         return JobResult(
-            None, tuple(stage_paths), seed, time.perf_counter() - started, True, request
+            None,
+            tuple(stage_paths),
+            seed,
+            time.perf_counter() - started,
+            True,
+            request,
+            tuple(warnings),
         )
     except Exception as exc:
         if _is_oom(exc):
@@ -336,18 +482,47 @@ def run_job(
     _write_latents(options, output, saved_latents)
     seconds = time.perf_counter() - started
     emit(Finished(final_image, str(final_path), seed, seconds, tuple(str(p) for p in stage_paths)))
-    return JobResult(final_path, tuple(stage_paths), seed, seconds, False, request)
+    return JobResult(final_path, tuple(stage_paths), seed, seconds, False, request, tuple(warnings))
 
 
 def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> None:
     if not options.save_latents or not saved:
         return
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .imaging.images import _write_error as write_error  # the PNG's wording, reused
+    from .store.files import REPLACE_ATTEMPTS, REPLACE_DELAY_S, TEMP_MARK, TEMP_SUFFIX
+    from .store.files import _replace as replace_retrying  # Windows: the target may be held
 
     path = latents_path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in saved.items()}, str(tmp))
-    tmp.replace(path)
+    # Serialised here and written with Python's file calls: a full disk then raises OSError with its
+    # errno (safetensors' own writer hides it), which gets the same message as a PNG's.
+    data = save({k: v.contiguous() for k, v in saved.items()})
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        replace_retrying(str(tmp), path, REPLACE_ATTEMPTS, REPLACE_DELAY_S)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(path, exc) from exc
+
+
+def _output_folder() -> Path:
+    from .store.settings import SettingsStore
+
+    return Path(SettingsStore().load().output_folder)
+
+
+def _clean_stale_temp_files(folder: Path) -> None:
+    """Temporary files a killed run left in the output folder (ours, over an hour old) go."""
+    from .store.files import clean_stale_temp_files
+
+    clean_stale_temp_files(folder)  # a folder not made yet has none: it returns at once
 
 
 def _peak_pixels(request: Request, source: Any) -> int:

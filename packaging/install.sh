@@ -318,6 +318,13 @@ check_app() {
     local version
     version="$("$APP_BIN" --version)" || die "the installed app does not start; see the messages above."
     say "Installed: $version"
+    # The window needs the system libraries of Qt's X11 plugin: name the missing packages now
+    # rather than when the menu entry is first clicked.
+    local missing
+    if missing="$("$ENV_PY" -c 'from demofusion_app.gui.display_check import check_display as c
+print(c() or "")' 2>/dev/null)" && [[ -n "$missing" ]]; then
+        warn "$missing"
+    fi
 }
 
 # --- desktop integration ---------------------------------------------------------------------------

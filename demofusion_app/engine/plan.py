@@ -1,4 +1,4 @@
-"""From a request to a plan: stage sizes, dilation factors, views and UNet evaluations (ALGORITHM.md 1-4, 24, 28).
+"""From a request to a plan: stage sizes, dilation factors, views and UNet evaluations (docs/algorithm.md 1-4, 24, 28).
 
 Pure Python, no torch: the window shows the plan before the heavy libraries are loaded.
 """
@@ -187,6 +187,29 @@ def upscale_sizes(
     return passes
 
 
+def _check_scaled_target(request: Request, source_size: tuple[int, int], th: int, tw: int) -> None:
+    """A scale's target keeps both sides within 64 (request.py's minimum) and MAX_SIDE; the message
+    advises only scales that pass this check and the scale's own range (1 to 16), or none."""
+    if request.scale is None or (min(th, tw) >= 64 and max(th, tw) <= MAX_SIDE):
+        return  # a given width and height were checked by validate()
+    sh, sw = source_size
+    # Two decimals, rounded inwards (round() first: 64 / 40 * 100 is 160.00000000000003).
+    low = max(1.0, math.ceil(round(64 / min(sh, sw) * 100, 6)) / 100)
+    high = min(16.0, math.floor(round(MAX_SIDE / max(sh, sw) * 100, 6)) / 100)
+    if low > high:
+        raise RequestError(
+            "scale",
+            f"The picture is {sw}x{sh}: no scale from 1 to 16 keeps both sides between 64 and "
+            f"{MAX_SIDE} px, so it cannot be upscaled; crop or resize it first.",
+        )
+    limit = "under the 64 px minimum" if min(th, tw) < 64 else f"over the {MAX_SIDE} px limit"
+    raise RequestError(
+        "scale",
+        f"Scale {request.scale:g} would make a {tw}x{th} picture, {limit}; "
+        f"use a scale from {low:g} to {high:g}.",
+    )
+
+
 def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | None = None) -> Plan:
     """The stage plan of a (validated) request; `source_size` is the picture's (height, width) to upscale."""
     stride = request.stride if request.stride is not None else geo.default_stride()
@@ -201,13 +224,7 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
         if source_size is None:
             raise ValueError("an upscale plan needs the picture's size")
         th, tw = upscale_target(request, *source_size)
-        if max(th, tw) > MAX_SIDE:
-            largest = MAX_SIDE / max(source_size)
-            raise RequestError(
-                "scale",
-                f"Scale {request.scale:g} would make a {tw}x{th} picture, over the {MAX_SIDE} px limit; "
-                f"use a scale of at most {int(largest * 100) / 100:g}.",
-            )
+        _check_scaled_target(request, source_size, th, tw)
         # round() first: 1 - 0.8 is 0.19999999999999996, and 10 steps of it must start at index 2.
         start = min(request.steps - 1, int(round((1 - request.strength) * request.steps, 6)))
         if not request.progressive:

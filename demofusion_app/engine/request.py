@@ -18,6 +18,10 @@ MEMORY_MODES = ("auto", "none", "model-offload", "sequential-offload")
 MAX_SIDE = 16384
 MAX_STEPS = 1000
 MAX_SEED = 2**64 - 1  # torch.Generator takes any uint64; ComfyUI seeds use all of it
+# A prompt longer than this is a hostile or broken input, not an artist's text: 16K characters is about 4,000
+# CLIP tokens (50+ chunks of 75), and the embedding cost grows with every chunk. Typed or flagged prompts above it
+# are refused; prompts read from metadata or presets above it are ignored with a warning.
+MAX_PROMPT_CHARS = 16384
 
 
 class RequestError(ValueError):
@@ -132,6 +136,22 @@ def _check_range(name: str, value: float, low: float, high: float, hint: str) ->
         )
 
 
+def prompt_too_long(text: str) -> bool:
+    """True when `text` is longer than any prompt we accept (`MAX_PROMPT_CHARS`)."""
+    return len(text) > MAX_PROMPT_CHARS
+
+
+def check_prompt_length(name: str, text: str) -> None:
+    """Refuse a prompt over `MAX_PROMPT_CHARS` with a message that gives both lengths."""
+    if prompt_too_long(text):
+        label = "Negative prompt" if name == "negative_prompt" else "Prompt"
+        raise RequestError(
+            name,
+            f"{label} is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,}. "
+            "Shorten it.",
+        )
+
+
 def validate(request: Request, window: int | None = None) -> Request:
     """Check a request; raise `RequestError` naming the field and a valid alternative.
 
@@ -141,6 +161,8 @@ def validate(request: Request, window: int | None = None) -> Request:
     r = request
     if not isinstance(r.prompt, str) or not isinstance(r.negative_prompt, str):
         raise RequestError("prompt", "The prompt must be text.")
+    for name, text in (("prompt", r.prompt), ("negative_prompt", r.negative_prompt)):
+        check_prompt_length(name, text)
     if r.is_upscale:
         if r.scale is not None and (r.width is not None or r.height is not None):
             raise RequestError(

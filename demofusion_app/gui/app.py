@@ -17,6 +17,7 @@ from demofusion_app.store.paths import store_paths
 from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.settings import SettingsStore
 
+from .display_check import check_display
 from .main_window import MainWindow
 from .platform_integration import bring_to_front
 from .single_instance import SingleInstance, SingleInstanceError, default_server_name
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     """Open the window and run until it closes; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Qt aborts (naming the wrong library) when its X11 plugin cannot load: say what to install.
+    problem = check_display()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     app = application()
     # One window per user: a second launch (say, "Open with" from the file manager) hands its pictures
     # to the running window instead of loading a second model into memory.

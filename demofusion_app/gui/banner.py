@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QFrame,
@@ -43,6 +45,9 @@ class Banner(QFrame):
             "copy_diagnostics",
             "Copy versions, device, settings and this error, for a bug report",
         )
+        self.action_button = name_control(QPushButton(), "banner_action")
+        self.action_button.hide()
+        self._action: Callable[[], None] | None = None
         self.close_button = name_control(QPushButton("×"), "banner_close", "Hide this message")
         self.close_button.setFixedWidth(28)
         self.details = name_control(QPlainTextEdit(), "banner_details_text")
@@ -51,6 +56,7 @@ class Banner(QFrame):
         self.details.hide()
         row = QHBoxLayout()
         row.addWidget(self.text, 1)
+        row.addWidget(self.action_button)
         row.addWidget(self.details_button)
         row.addWidget(self.diagnostics_button)
         row.addWidget(self.close_button)
@@ -60,9 +66,21 @@ class Banner(QFrame):
         self.details_button.toggled.connect(self.details.setVisible)
         self.close_button.clicked.connect(self.hide)
         self.diagnostics_button.clicked.connect(self.copy_diagnostics)
+        self.action_button.clicked.connect(self._run_action)
         self.hide()
 
-    def show_message(self, message: str, details: str = "", kind: str = "error") -> None:
+    def show_message(
+        self,
+        message: str,
+        details: str = "",
+        kind: str = "error",
+        action: tuple[str, Callable[[], None]] | None = None,
+    ) -> None:
+        """Show `message`; `details` behind the Details button; `action` (label, callback) as one
+        more button, such as "Copy path"."""
+        self._action = action[1] if action is not None else None
+        self.action_button.setText(action[0] if action is not None else "")
+        self.action_button.setVisible(action is not None)
         self.setStyleSheet(STYLES.get(kind, STYLES["error"]))
         self.text.setText(message)
         self.details.setPlainText(details)
@@ -70,6 +88,10 @@ class Banner(QFrame):
         self.details_button.setVisible(bool(details))
         self.diagnostics_button.setVisible(kind == "error")
         self.show()
+
+    def _run_action(self) -> None:
+        if self._action is not None:
+            self._action()
 
     def message(self) -> str:
         """The text shown ("" when hidden)."""

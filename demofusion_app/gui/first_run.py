@@ -144,6 +144,12 @@ class FirstRunDialog(QDialog):
         hub = self.hub_id.text().strip()
         return FirstRunChoice(hub or self._model, tuple(dict.fromkeys(self._folders)))
 
+    def answer(self, result: int) -> FirstRunChoice:
+        """What to remember once the dialog closed with `result`: the choice for "Use these",
+        nothing but "asked" for "Not now" (or the window closed)."""
+        accepted = result == QDialog.DialogCode.Accepted.value
+        return self.choice() if accepted else FirstRunChoice()
+
     def _update(self) -> None:
         choice = self.choice()
         parts = []

@@ -39,6 +39,11 @@ def read_parameters(path: Path) -> dict[str, Any] | None:
         params = {k: v for k, v in found.request.items() if k in REQUEST_FIELDS}
         if params.get("seed") is None and found.seed is not None:
             params["seed"] = found.seed
+        from demofusion_app.models.lookup import recorded_model
+
+        recorded = recorded_model(found)  # its hash lets the restore tell same-name models apart
+        if recorded is not None and recorded[1]:
+            params["model_sha256"] = recorded[1]
         return params
     if not found.found:
         return None
@@ -46,11 +51,20 @@ def read_parameters(path: Path) -> dict[str, Any] | None:
     return {k: getattr(found, k) for k in common if getattr(found, k) is not None}
 
 
-def recent_images(folder: Path, limit: int = 30) -> list[HistoryEntry]:
-    """The newest final images (stage images left out) in `folder`, newest first."""
+def recent_files(folder: Path, limit: int = 30) -> list[tuple[Path, float]]:
+    """The newest final images (stage images left out) in `folder` with their modification times,
+    newest first; nothing is read from the files themselves."""
     try:
-        files = [p for p in folder.glob("*.png") if p.is_file() and not STAGE_FILE.search(p.stem)]
+        files = []
+        for p in folder.glob("*.png"):
+            if p.is_file() and not STAGE_FILE.search(p.stem):
+                files.append((p, p.stat().st_mtime))
     except OSError:
         return []
-    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [HistoryEntry(p, p.stat().st_mtime, read_parameters(p)) for p in files[:limit]]
+    files.sort(key=lambda item: item[1], reverse=True)
+    return files[:limit]
+
+
+def recent_images(folder: Path, limit: int = 30) -> list[HistoryEntry]:
+    """`recent_files` with each picture's parameters read (slow: keep it off the GUI thread)."""
+    return [HistoryEntry(p, mtime, read_parameters(p)) for p, mtime in recent_files(folder, limit)]

@@ -1,4 +1,8 @@
-"""A list of recent results, from which a picture can be shown or its parameters restored."""
+"""A list of recent results, from which a picture can be shown or its parameters restored.
+
+The list fills at once with file names; each picture's stored parameters are read on a pool thread
+(a picture with a huge text chunk must never freeze the window) and filled in as they arrive.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .background import Background
 from .fields import name_control
-from .history import HistoryEntry, read_parameters, recent_images
+from .history import HistoryEntry, read_parameters, recent_files
 
 ICON = 64
 
@@ -29,8 +34,9 @@ class HistoryPanel(QWidget):
     restore_requested = Signal(dict)
     show_requested = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, background: Background | None = None) -> None:
         super().__init__(parent)
+        self.background = background if background is not None else Background(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("History"))
@@ -59,28 +65,48 @@ class HistoryPanel(QWidget):
         self._folder: Path | None = None
 
     def load(self, folder: Path) -> None:
-        """List the recent results of `folder`."""
+        """List the recent results of `folder`; their parameters fill in as they are read."""
         self._folder = folder
         self.list.clear()
-        for entry in recent_images(folder):
-            self._append(entry, None)
+        for path, modified in recent_files(folder):
+            self._append(HistoryEntry(path, modified, None), None)
+            self._read_later(path)
 
     def add_result(self, path: str, image: QImage | None) -> None:
-        """Put a just-finished picture at the top (with a thumbnail)."""
+        """Put a just-finished picture at the top (with a thumbnail); its parameters follow."""
         file = Path(path)
-        entry = HistoryEntry(
-            file, file.stat().st_mtime if file.exists() else 0.0, read_parameters(file)
-        )
-        self._append(entry, image, top=True)
+        try:
+            modified = file.stat().st_mtime
+        except OSError:
+            modified = 0.0
+        self._append(HistoryEntry(file, modified, None), image, top=True)
         self.list.setCurrentRow(0)
+        self._read_later(file)
 
-    def _append(self, entry: HistoryEntry, image: QImage | None, top: bool = False) -> None:
+    def _read_later(self, path: Path) -> None:
+        self.background.submit(
+            lambda: read_parameters(path), lambda params: self._parameters_read(path, params)
+        )
+
+    def _parameters_read(self, path: Path, params: dict[str, Any] | None) -> None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == str(path):
+                self._describe(item, HistoryEntry(path, 0.0, params))
+                if item is self.list.currentItem():
+                    self.restore.setEnabled(bool(params))
+
+    @staticmethod
+    def _describe(item: QListWidgetItem, entry: HistoryEntry) -> None:
         prompt = entry.prompt
-        label = f"{prompt[:70]}\n{entry.path.name}" if prompt else entry.path.name
-        item = QListWidgetItem(label)
-        item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
+        item.setText(f"{prompt[:70]}\n{entry.path.name}" if prompt else entry.path.name)
         item.setData(Qt.ItemDataRole.UserRole + 1, entry.parameters)
         item.setToolTip(f"{entry.path}\n{prompt}" if prompt else str(entry.path))
+
+    def _append(self, entry: HistoryEntry, image: QImage | None, top: bool = False) -> None:
+        item = QListWidgetItem()
+        item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
+        self._describe(item, entry)
         if image is not None:
             thumb = QPixmap.fromImage(image).scaled(
                 ICON,

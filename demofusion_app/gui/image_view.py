@@ -176,6 +176,13 @@ class ImageView(QGraphicsView):
         """The wipe divider's x in view pixels."""
         return self.wipe_fraction * self.viewport().width()
 
+    def divider_scene_x(self) -> float:
+        """The wipe divider's x in scene pixels (the comparison geometry), where it cuts now."""
+        left = self._to_scene(QPointF(0, 0)).x()
+        return wipe_geometry(
+            self.wipe_fraction, self.viewport().width(), left, self.zoom(), self.geometry_size
+        ).divider_scene_x
+
     def set_wipe(self, on: bool, fraction: float | None = None) -> None:
         """Turn the wipe on or off, optionally moving the divider to `fraction` of the width."""
         self.wipe_on = on

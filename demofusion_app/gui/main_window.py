@@ -7,11 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
-    QDesktopServices,
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -39,7 +37,8 @@ from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.presets import Preset
 from demofusion_app.store.settings import SettingsStore
 
-from . import run_setup, window_state
+from . import run_setup, window_fit, window_state
+from .background import Background
 from .banner import Banner
 from .demofusion_panel import DemoFusionPanel
 from .diagnostics import diagnostics_text, setup_logging
@@ -52,15 +51,17 @@ from .messages import RunEvent, RunFailure, RunMessage
 from .model_list import geometry_of
 from .model_picker import ModelPicker
 from .notify import Notifier
-from .params_panel import ParamsPanel
+from .params_panel import ParamsPanel, plan_text
+from .platform_integration import open_folder
 from .preset_bar import PresetBar
 from .progress_panel import ProgressPanel
 from .prompt_panel import PromptPanel
 from .taskbar import TaskbarProgress
 from .upscale_flow import UpscaleFlow
 from .upscale_panel import UpscalePanel
-from .upscale_sources import State
+from .upscale_sources import Source, State
 from .viewer_slot import make_viewer
+from .window_fit import FormScroll
 from .worker import JobFunction, RunController
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.presets = presets
         self.log_file = setup_logging(settings.paths.log_dir)
         self.controller = RunController(job, parent=self)
+        self.background = Background(self)
         self.notifier = Notifier(self)
         self.fields = FieldRegistry()
         self.last_error: str | None = None
@@ -98,6 +100,7 @@ class MainWindow(QMainWindow):
         self.last_path: str | None = None
         self.last_request: Request | None = None
         self._stage_paths: dict[str, str] = {}
+        self._stage_tiles: dict[str, Any] = {}  # name -> TiledImage, as the viewer got them
         self._geometry = geometry_of("")
         self._close_pending = False
         self._build()
@@ -130,11 +133,10 @@ class MainWindow(QMainWindow):
         column.addWidget(_line())
         column.addWidget(self.hardware)
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(form)
+        scroll = self.form_scroll = FormScroll(form)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.demofusion.toggle.toggled.connect(scroll.form_changed)
 
         self.generate_button = name_control(
             QPushButton("Generate"), "generate", "Make the picture (Ctrl+Enter)"
@@ -155,10 +157,9 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(scroll, 1)
         left_layout.addLayout(buttons)
-        left.setMinimumWidth(380)
 
         self.banner = Banner()
-        self.viewer = make_viewer()
+        self.viewer = make_viewer(export_folder=self.output_folder)
         self.progress = ProgressPanel()
         self.taskbar = TaskbarProgress(self)
         self.open_folder_button = name_control(
@@ -182,16 +183,17 @@ class MainWindow(QMainWindow):
         centre_layout.addWidget(self.progress)
         centre_layout.addLayout(actions)
 
-        self.history = HistoryPanel()
+        self.history = HistoryPanel(background=self.background)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(centre)
         self.splitter.addWidget(self.history)
         self.splitter.setStretchFactor(1, 1)
+        self.splitter.setCollapsible(0, False)  # a collapsed form would come back collapsed
         self.splitter.setSizes([400, 900, 240])
         self.setCentralWidget(self.splitter)
         self._menus()
-        self.resize(1560, 960)
+        window_fit.place_first(self)
 
     def _menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -265,8 +267,25 @@ class MainWindow(QMainWindow):
 
     @Slot(dict)
     def restore_parameters(self, values: dict[str, Any]) -> None:
+        from demofusion_app.models.lookup import resolve_model
+
+        message = "Settings restored from the picture."
+        recorded = values.get("model")
+        if isinstance(recorded, str) and recorded:
+            # Pictures name their model (and its hash), not its path: find it among ours.
+            combo = self.model_picker.combo
+            known = [str(combo.itemData(i)) for i in range(combo.count()) if combo.itemData(i)]
+            model = resolve_model(
+                recorded, values.get("model_sha256"), known, settings=self.settings
+            )
+            values = {**values, "model": model or ""}
+            if model is None:
+                message = (
+                    f"Settings restored from the picture; its model {recorded} is not in your "
+                    "model folders (same name and hash), so the current model is kept."
+                )
         self.apply_values(values)
-        self.banner.show_message("Settings restored from the picture.", kind="info")
+        self.banner.show_message(message, kind="info")
 
     def _model_changed(self, model: str) -> None:
         self._geometry = geometry_of(model, self.model_picker.family(model))
@@ -282,17 +301,28 @@ class MainWindow(QMainWindow):
         field."""
         self.fields.clear()
         values, size = self.collect_values(), None
-        source = self.upscale_flow.preview_source() if hasattr(self, "upscale_flow") else None
+        source = self._plan_source()
         if source is not None:
             values = {**values, **self.upscale.values(), "init_image": str(source.path)}
             size = source.size
+        # An upscale by a factor takes its size from the picture: width and height do not apply.
+        self.params.set_size_shown(source is None or self.upscale.values()["scale"] is None)
         try:
             _request, plan = run_setup.build_request(values, self._geometry, size)
         except RequestError as exc:
             self.params.set_plan_text("")
             self.fields.show(exc.field, str(exc), focus=False)
             return
-        self.params.set_plan_text(plan.describe())
+        self.params.set_plan_text(plan_text(plan, size))
+
+    def _plan_source(self) -> Source | None:
+        """The picture the plan is for: the one being upscaled now, else the next waiting one."""
+        if not hasattr(self, "upscale_flow"):
+            return None
+        queue = self.upscale_flow.queue
+        if queue.running is not None:
+            return queue.items[queue.running]
+        return self.upscale_flow.preview_source()
 
     # Running -------------------------------------------------------------------------------------
     def show_error(self, error: RequestError) -> None:
@@ -328,6 +358,7 @@ class MainWindow(QMainWindow):
         self.settings.add_recent_model(request.model)
         self._save_settings()
         self._stage_paths.clear()
+        self._stage_tiles.clear()
         if job is not None:
             self.upscale_flow.started(job)
         else:
@@ -385,6 +416,7 @@ class MainWindow(QMainWindow):
             if e.path:
                 self._stage_paths[name] = e.path
             if message.tiled is not None:
+                self._stage_tiles[name] = message.tiled
                 self.viewer.add_image(name, message.tiled)
         elif kind is RunEvent.FINISHED:
             self._finished(message)
@@ -413,15 +445,21 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def on_errored(self, failure: RunFailure) -> None:
+        # The whole story (the library's own text is in the traceback's causes) goes to the log
+        # and the diagnostics; the window shows the one sentence written for the artist.
         self.last_error = f"{failure.message}\n\n{failure.details}"
+        log.error("run failed: %s\n%s", failure.message, failure.details)
         self.progress.stop("Stopped by an error.")
         self.upscale_flow.ended(State.FAILED)
         if failure.field and self.fields.show(failure.field, failure.message):
             return
         self.banner.show_message(failure.message, "" if failure.expected else failure.details)
-        log.error("run failed: %s\n%s", failure.message, failure.details)
 
     # Pictures ------------------------------------------------------------------------------------
+    def stage_images(self) -> list[tuple[str, Any]]:
+        """The pictures of the current run so far, as the viewer got them (name, TiledImage)."""
+        return list(self._stage_tiles.items())
+
     @Slot(str)
     def show_stage(self, name: str) -> None:
         """Show a stage (or the final picture) large, alone."""
@@ -430,11 +468,23 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def show_file(self, path: str) -> None:
-        name = Path(path).name
-        self.viewer.add_image(name, path)
-        self.last_image = QImage(path)
+        """Show a picture from the history; it is decoded off the GUI thread, then shown."""
+        from .tiles import TiledImage
+
+        def decode() -> tuple[Any, QImage]:
+            return TiledImage.from_source(path), QImage(path)
+
+        self.background.submit(
+            decode,
+            lambda decoded: self._file_decoded(path, *decoded),
+            lambda exc: self.banner.show_message(str(exc)),
+        )
+
+    def _file_decoded(self, path: str, tiled: Any, image: QImage) -> None:
+        self.viewer.add_image(Path(path).name, tiled)
+        self.last_image = image
         self.last_path = path
-        self.copy_button.setEnabled(not self.last_image.isNull())
+        self.copy_button.setEnabled(not image.isNull())
 
     def output_folder(self) -> Path:
         return Path(self.settings.get("output_folder")).expanduser()
@@ -442,12 +492,29 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_output_folder(self) -> None:
         folder = self.output_folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("output folder not created: %s", exc)
+        self._open_folder(folder, "The output folder")
 
     @Slot()
     def open_log_folder(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_file.parent)))
+        self._open_folder(self.log_file.parent, "The log folder")
+
+    def _open_folder(self, folder: Path, what: str) -> None:
+        """Show `folder` in the file manager, or its path (to copy) when no file manager opens."""
+        if open_folder(folder):
+            return
+        self.banner.show_message(
+            f"{what} is {folder} (no file manager opened it).",
+            kind="info",
+            action=("Copy path", lambda: self._copy_text(str(folder), "Path")),
+        )
+
+    def _copy_text(self, text: str, what: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        self.progress.status.setText(f"{what} copied to the clipboard.")
 
     @Slot()
     def copy_image(self) -> None:
@@ -507,7 +574,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def _first_run_done(self, dialog: FirstRunDialog, result: int) -> None:
-        choice = dialog.choice()
+        choice = dialog.answer(result)
         remember(self.settings, choice)
         self.model_picker.populate(
             self.settings.get("recent_models"), self.settings.get("model_folders")
@@ -541,6 +608,7 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.save_state()
+        self.background.shutdown()
         event.accept()
 
     # Background ----------------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def pil_to_qimage(image: Any) -> QImage:
 
 
 THUMBNAIL = 256
+PREVIEW_PIXELS = 360
+"""Longest side of a live preview as sent: the panel shows 180 px, twice that for HiDPI screens."""
 
 
 def _pil_of(event: Any) -> Any:
@@ -111,22 +113,24 @@ def _pil_of(event: Any) -> Any:
     return None
 
 
-def _thumbnail(image: Any) -> QImage:
+def _thumbnail(image: Any, side: int = THUMBNAIL) -> QImage:
     small = image.copy()
-    small.thumbnail((THUMBNAIL, THUMBNAIL))
+    small.thumbnail((side, side))
     return pil_to_qimage(small)
 
 
 def message_for(event: Any) -> RunMessage:
     """Wrap an engine event, converting its pictures here (in the worker thread) so the GUI thread
-    only shows them: a preview as is, a stage as a thumbnail plus the viewer's tiles, the final
-    picture in full (for the clipboard) with a thumbnail. Raises TypeError for anything that is not
+    only shows them: a preview shrunk for the panel, a stage as a thumbnail plus the viewer's tiles,
+    the final picture in full (for the clipboard) with a thumbnail. Raises TypeError for anything that is not
     a run event."""
     kind = _KINDS.get(type(event))
     if kind is None:
         raise TypeError(f"not a run event: {event!r}")
     if kind is RunEvent.PREVIEW:
-        return RunMessage(kind, event, pil_to_qimage(event.image))
+        # Shrunk here: a late stage's preview can be the whole picture, too big to scale in the
+        # GUI thread at every step.
+        return RunMessage(kind, event, _thumbnail(event.image, PREVIEW_PIXELS))
     if kind not in (RunEvent.STAGE_FINISHED, RunEvent.FINISHED):
         return RunMessage(kind, event)
     pil = _pil_of(event)

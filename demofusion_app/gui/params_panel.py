@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -11,11 +12,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QWidget,
 )
 
-from demofusion_app.engine.plan import SDXL, Geometry
+from demofusion_app.engine.plan import SDXL, Geometry, Plan
 from demofusion_app.engine.request import MAX_SIDE, MAX_STEPS, SCHEDULERS
 
 from .fields import FieldRegistry, FieldRow, name_control
@@ -32,6 +34,79 @@ COMMON_SIZES = (
 )
 BASE_MULTIPLES = (2, 3, 4)
 CUSTOM = "Custom size"
+PLAN_LINES = 3
+ELLIPSIS = "\u2026"
+
+
+def plan_text(plan: Plan, source_size: tuple[int, int] | None = None) -> str:
+    """What the plan line says: the stages, and for an upscale the picture's size and the target's
+    (`source_size` is (height, width))."""
+    if source_size is None:
+        return plan.describe()
+    height, width = source_size
+    return f"upscale {width}x{height} -> {plan.width}x{plan.height} in {plan.describe()}"
+
+
+class PlanLabel(QLabel):
+    """The plan in a fixed number of lines, so the rows under it never move as it changes; text
+    that does not fit is cut with an ellipsis and the whole of it is in the tooltip."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # The width comes from the form, never from the text (a long plan must not widen it).
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._fix_height()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self.setAccessibleDescription(text)
+        self._fit()
+
+    def _fix_height(self) -> None:
+        margins = self.contentsMargins()
+        lines = self.fontMetrics().lineSpacing() * PLAN_LINES
+        self.setFixedHeight(lines + margins.top() + margins.bottom())
+
+    def _fits(self, text: str, width: int) -> bool:
+        flags = int(self.alignment()) | int(Qt.TextFlag.TextWordWrap)  # as QLabel draws it
+        height = self.fontMetrics().boundingRect(0, 0, width, 1 << 20, flags, text).height()
+        return height <= self.fontMetrics().lineSpacing() * PLAN_LINES
+
+    def _fit(self) -> None:
+        text, width = self._full, self.contentsRect().width()
+        # Before it is shown the label has no width of its own yet: cut the text once it has.
+        if self.isVisible() and width > 0 and not self._fits(text, width):
+            low, high = 0, len(text)  # the longest prefix that fits with the ellipsis
+            while low < high:
+                middle = (low + high + 1) // 2
+                if self._fits(text[:middle].rstrip() + ELLIPSIS, width):
+                    low = middle
+                else:
+                    high = middle - 1
+            text = text[:low].rstrip() + ELLIPSIS
+        if text != self.text():
+            self.setText(text)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._fit()
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._fix_height()
+            self._fit()
 
 
 class ParamsPanel(QWidget):
@@ -57,8 +132,7 @@ class ParamsPanel(QWidget):
         size_layout.addWidget(fields.add("width", FieldRow(self.width)))
         size_layout.addWidget(QLabel("x"))
         size_layout.addWidget(fields.add("height", FieldRow(self.height)))
-        self.plan = name_control(QLabel(), "plan")
-        self.plan.setWordWrap(True)
+        self.plan = name_control(PlanLabel(), "plan")
         self.plan.setStyleSheet("color: #2d5f9a;")
 
         self.steps = name_control(QSpinBox(), "steps", "Denoising steps per stage; more is slower")
@@ -92,8 +166,10 @@ class ParamsPanel(QWidget):
         self.scheduler = name_control(QComboBox(), "scheduler", "The sampler that steps the noise")
         self.scheduler.addItems(SCHEDULERS)
 
+        self._form = form
         form.addRow("Size", self.size_choice)
         form.addRow("", size_row)
+        self._size_rows = (self.size_choice, size_row)
         form.addRow("", self.plan)
         form.addRow("Steps", fields.add("steps", FieldRow(self.steps)))
         form.addRow("Guidance", fields.add("guidance", FieldRow(self.guidance)))
@@ -176,7 +252,16 @@ class ParamsPanel(QWidget):
 
     def set_plan_text(self, text: str) -> None:
         """The stage plan ("" while the form has a mistake)."""
-        self.plan.setText(f"Plan: {text}" if text else "")
+        self.plan.set_full_text(f"Plan: {text}" if text else "")
+
+    def set_size_shown(self, shown: bool) -> None:
+        """Show or hide the size rows: an upscale by a factor takes its size from the picture."""
+        for row in self._size_rows:
+            self._form.setRowVisible(row, shown)
+
+    @property
+    def size_shown(self) -> bool:
+        return not self._size_rows[1].isHidden()
 
     def values(self) -> dict[str, object]:
         """Field values; `seed` is the raw text ("" for random) the window turns into a number."""

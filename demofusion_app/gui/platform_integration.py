@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtCore import Qt, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QIcon
 from PySide6.QtWidgets import QWidget
 
 from demofusion_app import APP_ID
@@ -109,3 +109,9 @@ def bring_to_front(window: QWidget) -> None:
     window.show()
     window.raise_()
     window.activateWindow()
+
+
+def open_folder(folder: Path) -> bool:
+    """Show `folder` in the desktop's file manager; False when none took it (none is registered,
+    as on a bare Linux install), so the caller can show the path instead."""
+    return bool(QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))))

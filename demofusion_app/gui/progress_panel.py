@@ -21,6 +21,7 @@ from .fields import name_control
 
 PREVIEW_SIZE = 180
 PREVIEW_EMPTY = "Live preview"
+PREVIEW_LOADING = "Loading…"
 READY = "Ready: write a prompt and press Generate, or drop a picture here to upscale it."
 THUMB_SIZE = 96
 
@@ -88,7 +89,7 @@ class ProgressPanel(QWidget):
     def start(self, total_evaluations: int, description: str) -> None:
         self.strip.clear()
         self.preview.clear()
-        self.preview.setText("Loading…")
+        self.preview.setText(PREVIEW_LOADING)
         self._started = time.monotonic()
         self._done, self._total = 0, max(1, total_evaluations)
         self.bar.setRange(0, self._total)
@@ -140,6 +141,9 @@ class ProgressPanel(QWidget):
     def stop(self, text: str) -> None:
         """A run ended without finishing (cancelled or failed)."""
         self._ticker.stop()
+        if self.preview.pixmap().isNull():  # nothing came: "Loading…" would wait forever
+            self.preview.clear()
+            self.preview.setText(PREVIEW_EMPTY)
         self.status.setText(text)
         self._update_times(final=True)
 

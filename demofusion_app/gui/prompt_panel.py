@@ -1,4 +1,4 @@
-"""The prompt and negative prompt, each with a rough token count."""
+"""The prompt and negative prompt, each with a rough token count and, near the cap, its length."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import re
 
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
-from .fields import FieldRegistry, FieldRow, name_control
+from demofusion_app.engine.request import MAX_PROMPT_CHARS
+
+from .fields import ERROR_STYLE, FieldRegistry, FieldRow, name_control
 
 TOKENS_PER_CHUNK = 75
+NOTE_STYLE = "color: #777777; font-size: 11px;"
+NEAR_STYLE = "color: #b9770e; font-size: 11px;"
+OVER_STYLE = f"{ERROR_STYLE} font-size: 11px;"
+NEAR_FRACTION = 0.9
+"""From this share of `MAX_PROMPT_CHARS` on, the note also shows the length against the cap."""
 _TOKEN = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]")
 
 
@@ -23,6 +30,25 @@ def token_note(count: int) -> str:
     return f"about {count} tokens{extra}"
 
 
+def length_note(text: str) -> tuple[str, str]:
+    """The note under a prompt box and its style: tokens, then the length once near the cap.
+
+    A pasted text over the cap is kept as it is (never cut silently) and the note says so in red;
+    Generate then refuses it with the same limit. Over the cap the tokens are not counted: a
+    pasted book would be scanned at every key press for a number nobody needs.
+    """
+    length = len(text.strip())  # as the request sees it
+    if length > MAX_PROMPT_CHARS:
+        return (
+            f"{length:,} / {MAX_PROMPT_CHARS:,} characters: too long, shorten it to run",
+            OVER_STYLE,
+        )
+    note = token_note(estimate_tokens(text))
+    if length >= NEAR_FRACTION * MAX_PROMPT_CHARS:
+        return f"{note}; {length:,} / {MAX_PROMPT_CHARS:,} characters", NEAR_STYLE
+    return note, NOTE_STYLE
+
+
 class PromptPanel(QWidget):
     """`prompt` and `negative_prompt` (multi-line) with token counts."""
 
@@ -33,9 +59,9 @@ class PromptPanel(QWidget):
         self.prompt = self._editor("prompt", "Describe the picture", 72)
         self.negative_prompt = self._editor("negative_prompt", "What to avoid (optional)", 44)
         self.prompt_tokens = QLabel()
+        self.prompt_tokens.setObjectName("prompt_length")
         self.negative_tokens = QLabel()
-        for label in (self.prompt_tokens, self.negative_tokens):
-            label.setStyleSheet("color: #777777; font-size: 11px;")
+        self.negative_tokens.setObjectName("negative_prompt_length")
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(fields.add("prompt", FieldRow(self.prompt)))
         layout.addWidget(self.prompt_tokens)
@@ -57,10 +83,13 @@ class PromptPanel(QWidget):
         return editor
 
     def _count(self) -> None:
-        self.prompt_tokens.setText(token_note(estimate_tokens(self.prompt.toPlainText())))
-        self.negative_tokens.setText(
-            token_note(estimate_tokens(self.negative_prompt.toPlainText()))
-        )
+        for editor, label in (
+            (self.prompt, self.prompt_tokens),
+            (self.negative_prompt, self.negative_tokens),
+        ):
+            text, style = length_note(editor.toPlainText())
+            label.setText(text)
+            label.setStyleSheet(style)
 
     def values(self) -> dict[str, object]:
         return {

@@ -56,12 +56,46 @@ def build_request(
     return request, make_plan(request, geometry, source_size if request.is_upscale else None)
 
 
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def looks_like_path(text: str) -> bool:
+    """True for what can only be a file or folder (not a hub id such as org/name)."""
+    from demofusion_app.models.hub import looks_like_repo_id
+
+    if looks_like_repo_id(text):
+        return False
+    seps = ("/", "\\")
+    return (
+        text.startswith(("~", "."))
+        or any(sep in text for sep in seps)
+        or Path(text).is_absolute()
+        or text.lower().endswith(MODEL_SUFFIXES)
+    )
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, RuntimeError):  # an unknown ~user, a name the system refuses
+        return False
+
+
 def require_model(request: Request) -> None:
-    if not request.model.strip():
+    """A model is chosen, and a model given as a path exists (checked before anything of the last
+    run is cleared; a hub id or a bare name is the loader's to resolve)."""
+    text = request.model.strip()
+    if not text:
         raise RequestError(
             "model",
             "Choose a model first: pick a checkpoint file or folder with the "
             "buttons next to the Model box, or type a hub id.",
+        )
+    if looks_like_path(text) and not _exists(text):
+        raise RequestError(
+            "model",
+            f"Model {text} does not exist; pick an existing checkpoint file or model folder "
+            "with the buttons next to the Model box.",
         )
 
 
@@ -140,5 +174,6 @@ def job_options(settings: SettingsStore, request: Request, plan: Plan) -> dict[s
         "output": output_file(folder, name),
         "save_stages": True,
         "write_metadata": bool(settings.get("write_metadata")),
+        "metadata_full_paths": bool(settings.get("metadata_full_paths")),
         "preview_every": preview_every(request.steps),
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from demofusion_app.store.paths import store_paths
 
 MAX_MESSAGE_BYTES = 1 << 20
 """A message longer than this is dropped: thousands of paths fit, a runaway writer does not."""
+
+log = logging.getLogger(__name__)
 
 
 class SingleInstanceError(RuntimeError):
@@ -71,7 +74,9 @@ def decode_message(data: bytes) -> list[str] | None:
         return None
     try:
         message = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8 and bad JSON; RecursionError a deeply nested one ("[[[[...").
+        # Anyone on this machine running as this user can write here: never let it raise.
         return None
     if not isinstance(message, dict):
         return None
@@ -182,29 +187,42 @@ class SingleInstance(QObject):
             if socket is None:
                 break
             self._buffers[socket] = bytearray()
+            # Qt would otherwise buffer whatever the writer sends; one byte over the cap is enough
+            # to know the message is too long.
+            socket.setReadBufferSize(MAX_MESSAGE_BYTES + 1)
             socket.readyRead.connect(lambda s=socket: self._read(s))
             socket.disconnected.connect(lambda s=socket: self._finish(s))
             self._read(socket)
             if socket.state() == QLocalSocket.LocalSocketState.UnconnectedState:
                 self._finish(socket)
 
+    @staticmethod
+    def _take(socket: QLocalSocket, buffer: bytearray) -> None:
+        """Move what has arrived into `buffer`, never past one byte over the size cap."""
+        room = MAX_MESSAGE_BYTES + 1 - len(buffer)
+        if room > 0:
+            buffer.extend(bytes(socket.read(room).data()))
+
     def _read(self, socket: QLocalSocket) -> None:
         buffer = self._buffers.get(socket)
         if buffer is None:
             return
-        buffer.extend(bytes(socket.readAll().data()))
+        self._take(socket, buffer)
         newline = buffer.find(b"\n")
         if newline >= 0:
             self._deliver(bytes(buffer[:newline]))
             self._drop(socket)
         elif len(buffer) > MAX_MESSAGE_BYTES:
+            log.warning(
+                "Ignored a message from another launch: longer than %d bytes.", MAX_MESSAGE_BYTES
+            )
             self._drop(socket)
 
     def _finish(self, socket: QLocalSocket) -> None:
         buffer = self._buffers.get(socket)
         if buffer is None:
             return
-        buffer.extend(bytes(socket.readAll().data()))
+        self._take(socket, buffer)
         if buffer.strip():
             self._deliver(bytes(buffer))
         self._drop(socket)
@@ -220,8 +238,13 @@ class SingleInstance(QObject):
 
     def _deliver(self, data: bytes) -> None:
         paths = decode_message(data)
-        if paths is not None:
-            self.filesReceived.emit(paths)
+        if paths is None:
+            log.warning(
+                "Ignored a message from another launch (%d bytes): not a list of file paths.",
+                len(data),
+            )
+            return
+        self.filesReceived.emit(paths)
 
 
 def forward_or_listen(

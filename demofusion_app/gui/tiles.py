@@ -10,6 +10,7 @@ have been on screen ever become pixmaps.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPainter, QPainterPath, QPixmap, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
@@ -106,8 +107,26 @@ def _check_size(size: tuple[int, int]) -> None:
         )
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says, as the engine opens it (`imaging.images`).
+
+    A phone photo is stored sideways with an orientation tag; the engine works on the turned
+    pixels, so the viewer must show those too or a comparison puts a sideways source next to an
+    upright result. A malformed EXIF block leaves the image as it is, as in the engine.
+    """
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # Pillow raises many types for a damaged EXIF block
+        return image
+    if orientation not in range(2, 9):
+        return image  # exif_transpose would copy the whole image for nothing
+    with contextlib.suppress(Exception):
+        return ImageOps.exif_transpose(image) or image
+    return image
+
+
 def open_image(source: Image.Image | QImage | str | Path) -> Image.Image:
-    """Decode `source` into a loaded Pillow image in RGB or RGBA.
+    """Decode `source` into a loaded Pillow image in RGB or RGBA, turned upright (EXIF).
 
     Our own results go up to 16384 x 16384 (268 M pixels), above Pillow's decompression-bomb limit
     (about 89 M pixels warns, twice that refuses). The limit is raised to `VIEWER_MAX_PIXELS` only
@@ -118,7 +137,7 @@ def open_image(source: Image.Image | QImage | str | Path) -> Image.Image:
             raise ViewerImageError("The image is empty; there is nothing to show.")
         image = _pil_from_qimage(source)
     elif isinstance(source, Image.Image):
-        image = source
+        image = upright(source)
     else:
         path = Path(source)
         if not path.is_file():
@@ -135,6 +154,8 @@ def open_image(source: Image.Image | QImage | str | Path) -> Image.Image:
                     Image.MAX_IMAGE_PIXELS = saved
             _check_size(image.size)
             image.load()
+            # After load(): a PNG may keep its eXIf chunk after the pixel data.
+            image = upright(image)
         except ViewerImageError:
             raise
         except Image.DecompressionBombError as exc:

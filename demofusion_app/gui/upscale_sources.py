@@ -77,11 +77,14 @@ def load_sources(paths: Iterable[str | Path]) -> tuple[list[Source], list[str]]:
     return sources, problems
 
 
-def form_values(found: FoundMetadata, known_models: Iterable[str]) -> dict[str, Any]:
+def form_values(
+    found: FoundMetadata, known_models: Iterable[str], settings: Any = None
+) -> dict[str, Any]:
     """Form fields a picture's metadata gives: prompts, seed, and the model when it is one we have.
 
     `known_models` are model references (paths or hub ids); a recorded model name matches one whose
-    file or folder name (without extension) is the same.
+    file or folder name (without extension) is the same, then the model folders are searched (see
+    `models.lookup.resolve_model`; `settings` is the window's SettingsStore, for its folders).
     """
     values: dict[str, Any] = {}
     if found.prompt:
@@ -90,14 +93,14 @@ def form_values(found: FoundMetadata, known_models: Iterable[str]) -> dict[str, 
         values["negative_prompt"] = found.negative_prompt
     if found.seed is not None:
         values["seed"] = found.seed
-    if found.model:
-        from demofusion_app.store.filenames import model_label
+    from demofusion_app.models.lookup import recorded_model, resolve_model
 
-        wanted = model_label(found.model).casefold()
-        for model in known_models:
-            if model_label(model).casefold() == wanted or model == found.model:
-                values["model"] = model
-                break
+    recorded = recorded_model(found)
+    if recorded is not None:
+        # By name and (cached) SHA-256: a same-name model with another hash is not picked.
+        model = resolve_model(*recorded, known_models, settings=settings)
+        if model is not None:
+            values["model"] = model
     return values
 
 

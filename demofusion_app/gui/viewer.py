@@ -11,9 +11,11 @@ QGraphicsView of it; the arithmetic lives in `compare.py`, the tiling in `tiles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -44,11 +46,11 @@ from demofusion_app.gui.image_view import EMPTY_TEXT, ImageView
 from demofusion_app.gui.tiles import ImageLayer, ImageSource, TiledImage
 from demofusion_app.gui.viewer_export import (
     ExportError,
-    Region,
-    compose_side_by_side,
-    compose_wipe,
-    render_region,
+    compose,
+    export_path,
+    layout,
     save_png,
+    wipe_split,
 )
 
 
@@ -64,9 +66,15 @@ class ComparisonViewer(QWidget):
 
     zoomChanged = Signal(float)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        export_folder: Callable[[], Path | str | None] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("viewer")
+        # Asked each time: the output folder is a setting that may change while the window is open.
+        self._export_folder = export_folder
         self._images: dict[str, TiledImage] = {}
         self._before: str | None = None
         self._after: str | None = None
@@ -178,7 +186,9 @@ class ComparisonViewer(QWidget):
         bar.addWidget(spacer)
         self.export_button = QPushButton("Export…", self)
         self.export_button.setObjectName("viewerExport")
-        self.export_button.setToolTip("Save what the comparison shows now as a PNG")
+        self.export_button.setToolTip(
+            "Save the two pictures at full size as a PNG: side by side, or the wipe at its divider"
+        )
         self.export_button.clicked.connect(self._on_export_clicked)
         self.export_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         bar.addWidget(self.export_button)
@@ -255,42 +265,28 @@ class ComparisonViewer(QWidget):
         self._auto_pair = True
         self._refresh(keep_state=False)
 
-    def export_comparison(self, path: str | Path) -> Path:
-        """Write what the comparison shows now (region and zoom) as a PNG; return the file written.
+    def export_folder(self) -> Path | None:
+        """The folder the export dialog opens in (the output folder), or None when unknown."""
+        folder = self._export_folder() if self._export_folder is not None else None
+        return Path(folder).expanduser() if folder else None
 
-        Wipe mode exports the wipe; side by side and toggle export the two images side by side;
-        single mode exports the one image shown.
+    def export_comparison(self, path: str | Path) -> Path:
+        """Write the comparison at full resolution as a PNG; return the file written.
+
+        Wipe mode splits the pictures at the divider's column; side by side and toggle put them
+        next to each other; single mode writes the one picture. Every picture is at the geometry
+        of the largest (a smaller one is resized up). `ExportError` when a side would be over
+        16384 pixels or the file cannot be written.
         """
         if not self._images or self._after is None:
             raise ViewerError("There is nothing to export yet; wait for a stage to finish.")
+        target = export_path(path)  # a wrong folder is told before any work
         mode = self._effective_mode()
-        geometry = self.geometry_size
-        view = self.primary
-        region = Region(
-            view.visible_scene_rect(),
-            (view.viewport().width(), view.viewport().height()),
-            view.zoom(),
-        )
-        after = render_region(self._images[self._after], geometry, region)
-        if mode == "single" or self._before is None:
-            image = after
-        else:
-            captions = (self._before, self._after)
-            if mode == "wipe":
-                before = render_region(self._images[self._before], geometry, region)
-                image = compose_wipe(before, after, view.divider_x(), captions)
-            else:
-                before = render_region(self._images[self._before], geometry, region)
-                if mode == "side_by_side":
-                    other = self.secondary
-                    right_region = Region(
-                        other.visible_scene_rect(),
-                        (other.viewport().width(), other.viewport().height()),
-                        other.zoom(),
-                    )
-                    after = render_region(self._images[self._after], geometry, right_region)
-                image = compose_side_by_side(before, after, captions)
-        return save_png(image, path)
+        mode = "side_by_side" if mode == "toggle" else mode
+        before = None if self._before is None else self._images[self._before]
+        split = wipe_split(self.primary.divider_scene_x(), self.geometry_size[0])
+        size, places = layout(mode, self.geometry_size, before, self._images[self._after], split)
+        return save_png(compose(size, places, self.geometry_size), target)
 
     # ----- internals ------------------------------------------------------------------------------
 
@@ -428,12 +424,20 @@ class ComparisonViewer(QWidget):
 
     def _on_export_clicked(self) -> None:
         suggested = f"{self._before or 'before'} vs {self._after or 'after'}.png"
+        folder = self.export_folder()
+        if folder is not None and folder.is_dir():
+            suggested = str(folder / suggested)
         path, _ = QFileDialog.getSaveFileName(
             self, "Export comparison", suggested, "PNG image (*.png)"
         )
         if not path:
             return
+        # A full-size export of a large result takes seconds; say so rather than look frozen.
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             self.export_comparison(path)
         except (ExportError, ViewerError) as exc:
+            QGuiApplication.restoreOverrideCursor()
             QMessageBox.warning(self, "Export comparison", str(exc))
+        else:
+            QGuiApplication.restoreOverrideCursor()

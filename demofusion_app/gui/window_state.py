@@ -6,8 +6,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray
+from PySide6.QtWidgets import QSplitter
 
 from demofusion_app.store.settings import SettingsStore
+
+from . import window_fit
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -28,11 +31,27 @@ def restore(window: MainWindow) -> None:
         window.model_picker.set_model(model)
     ui = s.get("ui")
     window.demofusion.set_expanded(bool(ui.get("demofusion_open", False)))
-    if isinstance(ui.get("splitter"), list):
-        window.splitter.setSizes([int(x) for x in ui["splitter"]])
+    sizes = splitter_sizes(ui.get("splitter"), window.splitter)
+    if sizes is not None:
+        window.splitter.setSizes(sizes)
     geometry = s.get("window_geometry")
     if geometry:
         window.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        window_fit.keep_on_screen(window)
+
+
+def splitter_sizes(saved: object, splitter: QSplitter) -> list[int] | None:
+    """The saved pane widths, or None when they do not fit today's panes: a pane narrower than its
+    minimum (saved before the form needed that width) would be clipped."""
+    if not isinstance(saved, list) or len(saved) != splitter.count():
+        return None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in saved):
+        return None
+    for index, size in enumerate(saved):
+        collapsed = size == 0 and splitter.isCollapsible(index)
+        if not collapsed and size < splitter.widget(index).minimumSizeHint().width():
+            return None
+    return list(saved)
 
 
 def remember_parameters(window: MainWindow) -> None:

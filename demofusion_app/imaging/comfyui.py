@@ -6,6 +6,11 @@ ComfyUI stores two graphs in its pictures: `prompt`, the API graph (node id -> {
 table). The workflow is turned into the API shape for the node types that matter here, and one
 walker reads both: it finds a sampler and follows its positive and negative inputs, through any
 intermediate nodes, to the text encoders' texts.
+
+Graphs come from pictures anyone can make, so the walk is bounded: it visits at most
+`MAX_VISITS` nodes in all (a hostile graph could otherwise make it exponential or quadratic) and
+raises `GraphTooLarge` beyond that; node ids and links that are not plain strings or numbers are
+ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 Graph = dict[str, dict[str, Any]]
 
 _MAX_DEPTH = 40
+# Real graphs need a few hundred visits; this many keeps a hostile one to a fraction of a second.
+MAX_VISITS = 100_000
 # Inputs that never carry conditioning; not following them keeps the walk short.
 _NOT_CONDITIONING = {
     "clip",
@@ -87,11 +94,18 @@ _WIDGETS: dict[str, tuple[str, ...]] = {
 }
 
 
+class GraphTooLarge(ValueError):
+    """A graph that needs more than `MAX_VISITS` node visits to read."""
+
+
 @dataclass(frozen=True)
 class ComfyResult:
+    """What a graph records. `seed` is the number as the graph has it (it may be out of range or
+    not whole: the caller decides); the other numbers are converted."""
+
     prompt: str | None
     negative_prompt: str | None
-    seed: int | None
+    seed: int | float | None
     model: str | None
     steps: int | None
     guidance: float | None
@@ -116,17 +130,24 @@ def workflow_to_graph(workflow: object) -> Graph:
     nodes = workflow.get("nodes")
     if not isinstance(nodes, list):
         return {}
+    links = workflow.get("links")
     origin: dict[object, list[object]] = {}
-    for link in workflow.get("links") or []:
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, list) and len(link) >= 3:
-            origin[link[0]] = [str(link[1]), link[2]]
-        elif isinstance(link, dict) and "id" in link:  # newer editors write links as objects
-            origin[link["id"]] = [str(link.get("origin_id")), link.get("origin_slot", 0)]
+            link_id, node_id, slot = link[0], link[1], link[2]
+        elif isinstance(link, dict):  # newer editors write links as objects
+            link_id, node_id = link.get("id"), link.get("origin_id")
+            slot = link.get("origin_slot", 0)
+        else:
+            continue
+        if _is_id(link_id) and _is_id(node_id):
+            origin[link_id] = [str(node_id), slot]
     graph: Graph = {}
     for node in nodes:
-        if not isinstance(node, dict) or "id" not in node:
+        if not isinstance(node, dict) or not _is_id(node.get("id")):
             continue
-        kind = str(node.get("type", ""))
+        kind = node.get("type")
+        kind = kind if isinstance(kind, str) else ""
         inputs: dict[str, Any] = {}
         widgets = node.get("widgets_values")
         if isinstance(widgets, dict):
@@ -136,15 +157,31 @@ def workflow_to_graph(workflow: object) -> Graph:
             if names is None and len(widgets) == 1 and isinstance(widgets[0], str):
                 names = ("text",)  # text boxes of custom nodes
             inputs.update(zip(names or (), widgets, strict=False))
-        for entry in node.get("inputs") or []:
-            if isinstance(entry, dict) and entry.get("link") in origin and "name" in entry:
-                inputs[str(entry["name"])] = origin[entry["link"]]
+        entries = node.get("inputs")
+        for entry in entries if isinstance(entries, list) else []:
+            if (
+                isinstance(entry, dict)
+                and _is_id(entry.get("link"))
+                and entry["link"] in origin
+                and isinstance(entry.get("name"), str)
+            ):
+                inputs[entry["name"]] = origin[entry["link"]]
         graph[str(node["id"])] = {"class_type": kind, "inputs": inputs, "mode": node.get("mode", 0)}
     return graph
 
 
+def _is_id(value: object) -> bool:
+    # ids are used as dict keys and turned into text: a list would raise, a deeply nested one recurse
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def _is_link(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[1], int)
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and _is_id(value[0])
+        and isinstance(value[1], int)
+    )
 
 
 def _order(node_id: str) -> tuple[float, ...]:
@@ -157,10 +194,14 @@ def _order(node_id: str) -> tuple[float, ...]:
 class _Walker:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
+        self.visits = 0
 
     def node(self, ref: object) -> dict[str, Any] | None:
         if not _is_link(ref):
             return None
+        self.visits += 1
+        if self.visits > MAX_VISITS:
+            raise GraphTooLarge(f"reading the graph needs more than {MAX_VISITS:,} node visits")
         node = self.graph.get(str(ref[0]))  # type: ignore[index]
         return node if isinstance(node, dict) else None
 
@@ -239,10 +280,7 @@ class _Walker:
 
 
 def _join(texts: list[str]) -> str | None:
-    unique: list[str] = []
-    for text in texts:
-        if text.strip() and text not in unique:
-            unique.append(text)
+    unique = dict.fromkeys(t for t in texts if t.strip())  # ordered and linear, unlike list lookups
     return ", ".join(unique) if unique else ("" if texts else None)
 
 
@@ -250,13 +288,17 @@ def _is_sampler(node: dict[str, Any]) -> bool:
     inputs = node.get("inputs")
     if not isinstance(inputs, dict) or node.get("mode") in (2, 4):  # muted or bypassed
         return False
-    kind = str(node.get("class_type", ""))
+    kind = node.get("class_type")
+    kind = kind if isinstance(kind, str) else ""
     has_conditioning = ("positive" in inputs and "negative" in inputs) or "guider" in inputs
     return has_conditioning and ("Sampler" in kind or "seed" in inputs or "noise_seed" in inputs)
 
 
 def read_graph(graph: Graph) -> ComfyResult | None:
-    """Prompt, negative prompt, seed, model and settings of the first sampler with a prompt."""
+    """Prompt, negative prompt, seed, model and settings of the first sampler with a prompt.
+
+    Raises `GraphTooLarge` when the graph needs more than `MAX_VISITS` node visits.
+    """
     walk = _Walker(graph)
     samplers = sorted((i for i, n in graph.items() if _is_sampler(n)), key=_order)
     for node_id in samplers:
@@ -273,7 +315,7 @@ def read_graph(graph: Graph) -> ComfyResult | None:
         return ComfyResult(
             prompt=prompt,
             negative_prompt=negative,
-            seed=_int(_seed(walk, inputs)),
+            seed=_seed(walk, inputs),
             model=_model(walk, inputs, graph),
             steps=_int(_steps(walk, inputs)),
             guidance=_float(walk.number(source.get("cfg"), ("cfg",))),

@@ -313,7 +313,8 @@ def save_png_atomic(
         raise ImageError(
             f"Could not save {_name(path)}: the file already exists; choose another name.", path
         )
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # The ".dfs-" mark is how store.files.clean_stale_temp_files knows a file a kill left is ours.
+    tmp = path.with_name(f".{path.name}.dfs-{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # os.open with 0o666 lets the umask decide the final permissions, as for any new file

@@ -6,13 +6,16 @@ of a file is computed only when asked for and then kept in the store's hash cach
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelError
+from .regular_files import kind_of
 from .single_file import (
     PICKLE_SUFFIXES,
     SAFE_SUFFIXES,
@@ -25,8 +28,14 @@ from .single_file import (
 if TYPE_CHECKING:
     from demofusion_app.store.settings import SettingsStore
 
+log = logging.getLogger(__name__)
+
 # A .bin inside a model folder is usually one component of a diffusers folder, not a checkpoint.
 _LOOSE_PICKLES = (".ckpt", ".pt", ".pth")
+
+# Libraries are sorted a few folders deep (base model, style, author); far deeper is a link farm or
+# a mistake. The walk is iterative, so the bound is about time, not Python's recursion limit.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,7 @@ class InstallFolders:
         return self.checkpoints + self.vae + self.lora
 
 
-def _describe_file(path: Path) -> CheckpointInfo:
-    size = path.stat().st_size
+def _describe_file(path: Path, size: int) -> CheckpointInfo:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         note = "pickle: can run code, refused unless pickles are allowed"
         return CheckpointInfo(path, path.stem, "single_file", "unknown", None, size, False, note)
@@ -80,7 +88,7 @@ def _describe_file(path: Path) -> CheckpointInfo:
 def _describe_folder(folder: Path) -> CheckpointInfo:
     from .sources import resolve
 
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    size = sum(st.st_size for _, st in _tree(folder, files=True, quiet=True))
     try:
         source = resolve(str(folder))
     except ModelError as exc:
@@ -88,26 +96,114 @@ def _describe_folder(folder: Path) -> CheckpointInfo:
     return CheckpointInfo(folder, folder.name, "folder", "model", source.family, size, True)
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """Checkpoint files and diffusers folders below `folder` (not looking inside the latter)."""
-    seen: set[Path] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        here = Path(root)
-        # Model folders are often symlinked between apps; a link back up must not loop forever.
-        real = here.resolve()
-        if real in seen:
-            dirs.clear()
+def _why(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError) and os.path.islink(exc.filename or ""):
+        return "it is a link to something that does not exist"
+    return exc.strerror or str(exc)
+
+
+def _stat(path: str, quiet: bool) -> os.stat_result | None:
+    """`os.stat` following links, or None (with a warning naming the path) when that fails."""
+    try:
+        return os.stat(path)
+    except OSError as exc:  # dangling link, link loop, no permission, vanished meanwhile
+        if not quiet:
+            log.warning("Skipping %s in the model folders: %s", path, _why(exc))
+        return None
+
+
+def _entries(folder: str, quiet: bool) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as found:
+            return sorted(found, key=lambda entry: entry.name)
+    except OSError as exc:
+        if not quiet:
+            log.warning("Skipping model folder %s: %s", folder, _why(exc))
+        return []
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows links, like os.walk(followlinks=True)
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
+
+
+def _identity(path: str, result: os.stat_result) -> object:
+    # Some Windows and network file systems report no inode numbers; fall back to the real path.
+    return (result.st_dev, result.st_ino) if result.st_ino else os.path.realpath(path)
+
+
+def _tree(
+    folder: Path, *, files: bool, quiet: bool = False
+) -> Iterator[tuple[Path, os.stat_result]]:
+    """Depth-first, sorted, iterative walk below `folder`, following links.
+
+    With `files`, every regular file; otherwise the checkpoint files and the diffusers folders
+    (not looking inside the latter). Each comes with its stat. What cannot be stat-ed or listed
+    (dangling links, link loops, folders without permission) and what is not a regular file (FIFOs,
+    sockets, devices) is skipped with a warning in the log unless `quiet`; each folder is visited
+    once (links back up do not loop), and no deeper than MAX_DEPTH below `folder`.
+    """
+    root = _stat(str(folder), quiet)
+    if root is None or not stat.S_ISDIR(root.st_mode):
+        return
+    seen: set[object] = set()
+    too_deep = False
+    stack: list[tuple[str, os.stat_result, int]] = [(str(folder), root, 0)]
+    while stack:
+        here, here_stat, depth = stack.pop()
+        identity = _identity(here, here_stat)
+        if identity in seen:
             continue
-        seen.add(real)
-        if "model_index.json" in files:
-            dirs.clear()
-            yield here
+        seen.add(identity)
+        entries = _entries(here, quiet)
+        if not files and any(e.name == "model_index.json" for e in entries):
+            yield Path(here), here_stat
             continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            suffix = Path(name).suffix.lower()
-            if suffix in SAFE_SUFFIXES or suffix in _LOOSE_PICKLES:
-                yield here / name
+        below: list[tuple[str, os.stat_result, int]] = []
+        for entry in entries:
+            if _is_dir(entry):
+                if entry.name.startswith("."):
+                    continue
+                if depth >= MAX_DEPTH:
+                    too_deep = True
+                    continue
+                result = _stat(entry.path, quiet)
+                if result is not None and stat.S_ISDIR(result.st_mode):
+                    below.append((entry.path, result, depth + 1))
+                continue
+            suffix = os.path.splitext(entry.name)[1].lower()
+            wanted = files or suffix in SAFE_SUFFIXES or suffix in _LOOSE_PICKLES
+            if not wanted and not _is_link(entry):
+                continue
+            # A link of any name is checked: a dangling one may have been a whole folder of models.
+            result = _stat(entry.path, quiet)
+            if result is None or not wanted:
+                continue
+            if not stat.S_ISREG(result.st_mode):
+                if not quiet:
+                    log.warning(
+                        "Skipping %s in the model folders: it is %s, not a file",
+                        entry.path,
+                        kind_of(result.st_mode),
+                    )
+                continue
+            yield Path(entry.path), result
+        stack.extend(reversed(below))
+    if too_deep and not quiet:
+        log.warning(
+            "Model folder %s is nested more than %d folders deep; the deeper ones are not listed",
+            folder,
+            MAX_DEPTH,
+        )
 
 
 def scan(folders: Iterable[Path | str]) -> list[CheckpointInfo]:
@@ -115,18 +211,23 @@ def scan(folders: Iterable[Path | str]) -> list[CheckpointInfo]:
 
     Pickles are listed with `safe=False`; files that are not whole models (LoRAs, VAEs, damaged
     files) are listed with `family=None` and a note saying why. Folders that do not exist are
-    skipped.
+    skipped; so are dangling links, FIFOs and unreadable folders inside them, with a warning in the
+    log naming each.
     """
     found: dict[Path, CheckpointInfo] = {}
     for folder in folders:
         base = Path(folder).expanduser()
         if not base.is_dir():
             continue
-        for item in _walk(base):
-            key = item.resolve()
+        for item, result in _tree(base, files=False):
+            # realpath, not Path.resolve: the latter raises RuntimeError on a link loop (3.11)
+            key = Path(os.path.realpath(item))
             if key in found:
                 continue
-            found[key] = _describe_folder(item) if item.is_dir() else _describe_file(item)
+            if stat.S_ISDIR(result.st_mode):
+                found[key] = _describe_folder(item)
+            else:
+                found[key] = _describe_file(item, result.st_size)
     return sorted(found.values(), key=lambda info: (info.name.lower(), str(info.path)))
 
 
@@ -195,9 +296,12 @@ def add_folder(path: Path | str, settings: SettingsStore | None = None) -> list[
     from demofusion_app.store.settings import SettingsStore
 
     store = settings if settings is not None else SettingsStore()
-    current = [str(p) for p in store.get("model_folders")]
-    added = [p for p in model_folders_for(path) if str(p) not in current]
-    if added:
-        store.set("model_folders", current + [str(p) for p in added])
-        store.save()
+    folders = model_folders_for(path)
+    # Under the settings lock, from the file as it is now: another process adding a folder at the
+    # same time keeps its folder.
+    with store.edit():
+        current = [str(p) for p in store.get("model_folders")]
+        added = [p for p in folders if str(p) not in current]
+        if added:
+            store.set("model_folders", current + [str(p) for p in added])
     return added

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from demofusion_app.engine.plan import SD15, SD21_768, SDXL, Geometry
+
+from .regular_files import read_json
 
 FAMILY_GEOMETRY = {"sdxl": SDXL, "sd15": SD15, "sd2": SD15, "sd2-v": SD21_768}
 
@@ -19,15 +20,16 @@ def geometry_of(model: str, family: str | None = None) -> Geometry:
     path = Path(model).expanduser() if model else None
     if path is not None and path.is_dir():
         try:
-            unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+            unet = read_json(path / "unet" / "config.json")
             window = int(unet["sample_size"])
             factor = 8
             vae_config = path / "vae" / "config.json"
             if vae_config.is_file():
-                vae = json.loads(vae_config.read_text(encoding="utf-8"))
+                vae = read_json(vae_config)
                 factor = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
             return Geometry(factor, window)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            # read_json refuses FIFOs and deep nesting; any damage falls back to the default
             return SDXL
     if family is None and path is not None and path.is_file():
         try:

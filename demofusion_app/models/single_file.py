@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
+from .regular_files import NotRegularFileError, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -47,49 +49,80 @@ class SafetensorsHeader:
     data_bytes: int = 0
 
 
+# Shapes and byte offsets are u64 in the format; a JSON number outside that is damage.
+_U64_END = 1 << 64
+
+
+def _naturals(value: Any, count: int | None = None) -> tuple[int, ...] | None:
+    """A JSON list of integers 0 <= n < 2**64 as a tuple, else None.
+
+    Floats (NaN, Infinity, 1.5), booleans, strings and negative numbers are all damage: int() would
+    quietly round them, or raise OverflowError for Infinity.
+    """
+    if not isinstance(value, list) or (count is not None and len(value) != count):
+        return None
+    if not all(type(n) is int and 0 <= n < _U64_END for n in value):
+        return None
+    return tuple(value)
+
+
+def _damaged(name: str, why: str) -> ModelError:
+    return ModelError(f"{name} is not a valid .safetensors file: {why}; download it again.")
+
+
 def read_header(path: Path) -> SafetensorsHeader:
-    """Read and check the header of `path`, not the tensors; ModelError if it is not sound."""
+    """Read and check the header of `path`, not the tensors; ModelError if it is not sound.
+
+    Only a regular file is opened (a FIFO would block forever); a header that is not JSON, nested
+    too deeply, or gives a shape or byte range that is not a list of natural numbers is damage.
+    """
     path = Path(path)
     name = path.name
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
             prefix = handle.read(8)
             if len(prefix) < 8:
                 raise ModelError(f"{name} is empty or cut short ({size} bytes); download it again.")
             length = int.from_bytes(prefix, "little")
-            if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
-                raise ModelError(
-                    f"{name} is not a readable .safetensors file (its header is damaged or "
-                    "the file is cut short); download it again."
+            if length < 2 or length > MAX_HEADER_BYTES:
+                raise _damaged(name, f"its header length field ({length:,} bytes) is impossible")
+            if 8 + length > size:
+                raise _damaged(
+                    name,
+                    f"its header claims {length:,} bytes but the file holds only {size:,} "
+                    "(cut short, or not a safetensors file)",
                 )
             raw = handle.read(length)
+    except NotRegularFileError as exc:
+        raise ModelError(
+            f"{path} is {exc.kind}, not a .safetensors file; remove it from the model folder."
+        ) from None
     except OSError as exc:
         raise ModelError(
             f"Cannot read {path}: {exc.strerror or exc}; check the path and permissions."
         ) from exc
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        header = None
+    except RecursionError:
+        raise _damaged(name, "its header is nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _damaged(name, "its header is not JSON text") from None
     if not isinstance(header, dict):
-        raise ModelError(
-            f"{name} is not a readable .safetensors file (damaged header); download it again."
-        )
+        raise _damaged(name, "its header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     shapes: dict[str, tuple[int, ...]] = {}
     end = 0
     for key, info in header.items():
-        try:
-            shape = tuple(int(d) for d in info["shape"])
-            start, stop = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelError(
-                f"{name} is not a readable .safetensors file (entry {key!r} is damaged); "
-                "download it again."
-            ) from None
-        if start < 0 or stop < start:
-            raise ModelError(f"{name} has a damaged tensor table; download it again.")
+        entry = info if isinstance(info, dict) else {}
+        shape = _naturals(entry.get("shape"))
+        offsets = _naturals(entry.get("data_offsets"), count=2)
+        if shape is None or offsets is None or not isinstance(entry.get("dtype"), str):
+            shown = key if len(key) <= 80 else key[:77] + "..."
+            raise _damaged(name, f"its header entry {shown!r} has no valid dtype, shape or offsets")
+        start, stop = offsets
+        if stop < start:
+            raise _damaged(name, f"its header gives {key[:80]!r} the byte range {start}..{stop}")
         shapes[key] = shape
         end = max(end, stop)
     available = size - 8 - length
@@ -98,7 +131,12 @@ def read_header(path: Path) -> SafetensorsHeader:
             f"{name} is truncated: it holds {size:,} bytes but its header needs "
             f"{8 + length + end:,}; the download was probably interrupted, download it again."
         )
-    meta = {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+    # The format allows only string values; nested ones are dropped rather than turned into text.
+    meta = (
+        {str(k): str(v) for k, v in metadata.items() if isinstance(v, (str, int, float, bool))}
+        if isinstance(metadata, dict)
+        else {}
+    )
     return SafetensorsHeader(shapes=shapes, metadata=meta, data_bytes=end)
 
 

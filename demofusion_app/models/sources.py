@@ -8,7 +8,6 @@ fetched to make sense of it.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import hub
 from .errors import ModelError
+from .regular_files import read_json
 from .single_file import (
     PICKLE_SUFFIXES,
     PREDICTION_TYPES,
@@ -126,9 +126,14 @@ def _file_source(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path} cannot be read ({exc}); the model folder is damaged.") from None
+        data = read_json(path)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ModelError(f"{path} cannot be read ({why}); the model folder is damaged.") from None
+    except ValueError as exc:
+        raise ModelError(
+            f"{path} is not valid JSON ({exc}); the model folder is damaged."
+        ) from None
     if not isinstance(data, dict):
         raise ModelError(f"{path} is not a JSON object; the model folder is damaged.")
     return data
@@ -287,13 +292,13 @@ def _quiet_library_progress() -> None:
 
 
 def _failure(source: ModelSource, exc: BaseException) -> ModelError:
-    text = str(exc).strip()
-    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    """One whole sentence for the artist; the library's own text (long, cut anywhere it would be
+    unreadable) stays on the raised error's __cause__, for the log and the diagnostics."""
     what = source.path.name if source.path is not None else source.ref
     label = FAMILY_LABELS.get(source.family, source.family)
     return ModelError(
-        f"Could not load {what} as an {label} model ({first}); check that the file is complete and "
-        "of that family."
+        f"Could not load {what} as an {label} model; check that the file is complete and of that "
+        "family."
     )
 
 

@@ -11,6 +11,7 @@ from .errors import (
     PresetNotFound,
     SettingsError,
     StoreError,
+    StoreLocked,
 )
 from .hashes import HashCache
 from .paths import HOME_ENV, StorePaths, store_paths
@@ -33,6 +34,7 @@ __all__ = [
     "SettingsError",
     "SettingsStore",
     "StoreError",
+    "StoreLocked",
     "StorePaths",
     "apply_preset",
     "store_paths",

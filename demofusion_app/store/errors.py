@@ -28,3 +28,9 @@ class BuiltinPresetError(PresetError):
 
 class PresetExists(PresetError):
     """A preset of that name is already there."""
+
+
+class StoreLocked(StoreError, TimeoutError):
+    """Another process held the store's lock too long (also an OSError, as a failed file access)."""
+
+    __str__ = Exception.__str__

@@ -25,6 +25,12 @@ PLACEHOLDERS = ("date", "time", "seed", "prompt", "width", "height", "model")
 DEFAULT_PATTERN = "{date}-{time}-{seed}"
 MAX_NAME_LENGTH = 120
 PROMPT_CHARS = 40
+# File systems cap a name at 255 bytes (ext4, APFS; NTFS at 255 UTF-16 units, never fewer than the
+# UTF-8 bytes). A pattern's name must leave room for what a run adds to it: a "-12" to make it unique,
+# "-stage12.png" or ".latents.safetensors", and ".<name>.<8 hex>.tmp" while a file is written
+# (about 40 bytes in all); 120 CJK characters alone are 360 bytes.
+MAX_FILE_NAME_BYTES = 255
+MAX_NAME_BYTES = 200
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 _SPACES = re.compile(r"\s+")
@@ -81,6 +87,15 @@ def clean_part(text: str) -> str:
     return _SPACES.sub("_", text.strip())
 
 
+def fit_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, at a character boundary."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    # A cut inside a multi-byte character leaves a partial sequence at the end; drop it.
+    return data[:limit].decode("utf-8", errors="ignore")
+
+
 def model_label(model: str) -> str:
     """A model's short name: "/m/sd_xl_base_1.0.safetensors" -> "sd_xl_base_1.0"."""
     if not model:
@@ -102,8 +117,10 @@ def expand(
     height: int = 0,
     model: str = "",
     max_length: int = MAX_NAME_LENGTH,
+    max_bytes: int = MAX_NAME_BYTES,
 ) -> str:
-    """The file name (no extension) for one image; never empty, a path or a reserved name."""
+    """The file name (no extension) for one image; never empty, a path or a reserved name, and at
+    most `max_length` characters and `max_bytes` bytes of UTF-8."""
     values = {
         "date": when.strftime("%Y-%m-%d"),
         "time": when.strftime("%H%M%S"),
@@ -114,7 +131,7 @@ def expand(
         "model": model_label(model),
     }
     pieces = [literal + (values[field] if field else "") for literal, field in _parse(pattern)]
-    name = clean_part("".join(pieces))[:max_length].strip(" ._")
+    name = fit_bytes(clean_part("".join(pieces))[:max_length], max_bytes).strip(" ._")
     if not name:
         name = "image"
     if name.split(".")[0].lower() in _RESERVED:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .files import atomic_write_json
+from .files import (
+    NotRegularFileError,
+    atomic_write_json,
+    load_json,
+    move_aside,
+    read_regular_bytes,
+)
 from .paths import StorePaths, store_paths
 
 log = logging.getLogger(__name__)
@@ -33,8 +39,14 @@ class HashCache:
 
     def _load(self) -> dict[str, dict[str, object]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = load_json(read_regular_bytes(self.path))
         except FileNotFoundError:
+            return {}
+        except NotRegularFileError as exc:
+            # A folder or pipe in its place would make every save fail: set it aside.
+            log.warning("Ignoring hash cache %s (%s); it is kept aside", self.path, exc)
+            with contextlib.suppress(OSError):
+                move_aside(self.path)
             return {}
         except (OSError, ValueError) as exc:
             # A cache can always be rebuilt: start empty and overwrite it on the next save.

@@ -1,19 +1,24 @@
-"""Built-in presets (read-only, in resources/presets) and user presets (one JSON file each)."""
+"""Built-in presets (read-only, in resources/presets) and user presets (one JSON file each).
+
+Several windows and commands may change the user presets at once: every change holds a
+cross-process lock on the presets folder and reads the folder again under it first, so a name
+another process took meanwhile is reported, never overwritten, and no two files get the same name.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..resources import resource_path
 from .errors import BuiltinPresetError, PresetError, PresetExists, PresetNotFound
-from .files import atomic_write_json
+from .files import NotRegularFileError, atomic_write_json, load_json, locked, read_regular_bytes
 from .paths import StorePaths, store_paths
 from .presets import Preset, check_name
 from .settings import SettingsStore
@@ -36,14 +41,26 @@ def slug(name: str) -> str:
     return text
 
 
-def _read_preset(path: Path, *, builtin: bool) -> Preset:
+LOCK_NAME = ".presets.lock"
+
+
+def _read_preset(path: Path, *, builtin: bool, warn: Callable[[str], None] | None = None) -> Preset:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # Never open a FIFO (it would block for ever), a folder or a device as a preset.
+        raw = read_regular_bytes(path)
+    except NotRegularFileError:
+        raise PresetError(
+            f"{path.name} is not a regular file (a folder, pipe or device)."
+        ) from None
+    except FileNotFoundError:
+        raise PresetError(f"{path.name} is missing (a link to nothing?).") from None
     except OSError as exc:
         raise PresetError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    try:
+        data = load_json(raw)
     except ValueError as exc:
         raise PresetError(f"{path.name} is not valid JSON ({exc}).") from None
-    return Preset.from_json(data, builtin=builtin, path=path)
+    return Preset.from_json(data, builtin=builtin, path=path, warn=warn)
 
 
 class PresetStore:
@@ -75,19 +92,29 @@ class PresetStore:
         log.warning(message)
         self.warnings.append(message)
 
-    def _load_folder(self, folder: Path, *, builtin: bool, taken: set[str]) -> list[Preset]:
+    def _load_folder(
+        self,
+        folder: Path,
+        *,
+        builtin: bool,
+        taken: set[str],
+        warn: Callable[[str], None] | None = None,
+    ) -> list[Preset]:
+        warn = warn or self._warn
         found: list[Preset] = []
         if not folder.is_dir():
             return found
         for path in sorted(folder.glob("*.json")):
             try:
-                preset = _read_preset(path, builtin=builtin)
+                preset = _read_preset(
+                    path, builtin=builtin, warn=lambda m, p=path: warn(f"{p.name}: {m}")
+                )
             except PresetError as exc:
-                self._warn(f"Skipped preset file {path}: {exc}")
+                warn(f"Skipped preset file {path}: {exc}")
                 continue
             key = preset.name.casefold()
             if key in taken:
-                self._warn(
+                warn(
                     f"Skipped preset file {path}: the name {preset.name!r} is already used by "
                     "another preset; change its name in the file."
                 )
@@ -102,6 +129,18 @@ class PresetStore:
         taken: set[str] = set()
         self._builtins = self._load_folder(self.builtin_dir, builtin=True, taken=taken)
         self._user = self._load_folder(self.user_dir, builtin=False, taken=taken)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the presets lock and read the user presets again: what other processes saved
+        meanwhile is seen before anything is changed. Reentrant."""
+        with locked(self.user_dir / LOCK_NAME, "The presets"):
+            taken = {p.name.casefold() for p in self._builtins}
+            # Skipped files were reported when the store loaded; say it in the log only.
+            self._user = self._load_folder(
+                self.user_dir, builtin=False, taken=taken, warn=log.debug
+            )
+            yield
 
     @property
     def settings(self) -> SettingsStore:
@@ -188,54 +227,72 @@ class PresetStore:
         with `overwrite`; a built-in's name is never taken.
         """
         preset = Preset.create(name, parameters, description)
-        existing = self.find(preset.name)
-        if existing is not None and existing.builtin:
+        self._refuse_builtin(preset.name)
+        known = self.find(preset.name) is not None
+        with self._changing():
+            existing = self.find(preset.name)  # never a built-in: refused above
+            if existing is not None and not known:
+                # Another window or command saved it since this store last looked: the person
+                # never saw it, so "replace" cannot have meant it.
+                raise PresetExists(
+                    f"A preset called {existing.name!r} was just saved by another DemoFusion "
+                    "Studio window or command; choose another name, or save again to replace it."
+                )
+            if existing is not None and not overwrite:
+                raise PresetExists(
+                    f"A preset called {existing.name!r} already exists; "
+                    "choose another name or replace it."
+                )
+            path = existing.path if existing is not None and existing.path else None
+            return self._write(preset, path or self._unused_path(preset.name))
+
+    def _refuse_builtin(self, name: str) -> None:
+        builtin = next((p for p in self._builtins if p.name.casefold() == name.casefold()), None)
+        if builtin is not None:
             raise BuiltinPresetError(
-                f"{existing.name!r} is a built-in preset and cannot be overwritten; "
+                f"{builtin.name!r} is a built-in preset and cannot be overwritten; "
                 "save under another name."
             )
-        if existing is not None and not overwrite:
-            raise PresetExists(
-                f"A preset called {existing.name!r} already exists; "
-                "choose another name or replace it."
-            )
-        path = existing.path if existing is not None and existing.path else None
-        return self._write(preset, path or self._unused_path(preset.name))
 
     def rename(self, name: str, new_name: str) -> Preset:
         """Give a user preset a new name (and a file named after it)."""
-        preset = self._user_preset(name, "renamed")
+        self._user_preset(name, "renamed")
         new_name = check_name(new_name)
-        clash = self.find(new_name)
-        if clash is not None and clash is not preset:
-            raise PresetExists(
-                f"A preset called {clash.name!r} already exists; choose another name."
-            )
-        assert preset.path is not None
-        renamed = dataclasses.replace(preset, name=new_name)
-        path = self._unused_path(new_name, own=preset.path)
-        stored = self._write(renamed, path)
-        if path != preset.path:
-            preset.path.unlink(missing_ok=True)
-            self._user = [p for p in self._user if p.path != preset.path]
-        if self._is_default(preset):
-            self.set_default(stored.name)
-        return stored
+        with self._changing():
+            preset = self._user_preset(name, "renamed")
+            clash = self.find(new_name)
+            if clash is not None and clash is not preset:
+                raise PresetExists(
+                    f"A preset called {clash.name!r} already exists; choose another name."
+                )
+            assert preset.path is not None
+            renamed = dataclasses.replace(preset, name=new_name)
+            path = self._unused_path(new_name, own=preset.path)
+            stored = self._write(renamed, path)
+            if path != preset.path:
+                preset.path.unlink(missing_ok=True)
+                self._user = [p for p in self._user if p.path != preset.path]
+            if self._is_default(preset):
+                self.set_default(stored.name)
+            return stored
 
     def duplicate(self, name: str, new_name: str | None = None) -> Preset:
         """A user copy of any preset (built-ins too), under `new_name` or "<name> copy"."""
-        source = self.get(name)
-        target = check_name(new_name) if new_name else self.unused_name(f"{source.name} copy")
-        return self.save(target, source.parameters, source.description)
+        with self._changing():
+            source = self.get(name)
+            target = check_name(new_name) if new_name else self.unused_name(f"{source.name} copy")
+            return self.save(target, source.parameters, source.description)
 
     def delete(self, name: str) -> None:
         """Remove a user preset's file; clears the default if it was the default."""
-        preset = self._user_preset(name, "deleted")
-        assert preset.path is not None
-        preset.path.unlink(missing_ok=True)
-        self._user = [p for p in self._user if p.path != preset.path]
-        if self._is_default(preset):
-            self.set_default(None)
+        self._user_preset(name, "deleted")
+        with self._changing():
+            preset = self._user_preset(name, "deleted")
+            assert preset.path is not None
+            preset.path.unlink(missing_ok=True)
+            self._user = [p for p in self._user if p.path != preset.path]
+            if self._is_default(preset):
+                self.set_default(None)
 
     # Default --------------------------------------------------------------------------------------
     def _is_default(self, preset: Preset) -> bool:
@@ -276,8 +333,11 @@ class PresetStore:
         if not source.is_file():
             raise PresetError(f"There is no preset file at {source}.")
         try:
-            preset = _read_preset(source, builtin=False)
+            preset = _read_preset(
+                source, builtin=False, warn=lambda m: self._warn(f"{source.name}: {m}")
+            )
         except PresetError as exc:
             raise PresetError(f"Cannot import {source.name}: {exc}") from None
-        name = self.unused_name(preset.name)
-        return self.save(name, preset.parameters, preset.description)
+        with self._changing():
+            name = self.unused_name(preset.name)
+            return self.save(name, preset.parameters, preset.description)

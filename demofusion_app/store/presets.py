@@ -11,17 +11,28 @@ into numbers.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from ..engine.plan import SDXL, Geometry
-from ..engine.request import MEMORY_MODES, SCHEDULERS, Request, RequestError, validate
+from ..engine.request import (
+    MAX_PROMPT_CHARS,
+    MEMORY_MODES,
+    SCHEDULERS,
+    Request,
+    RequestError,
+    prompt_too_long,
+    validate,
+)
 from .errors import PresetError
+
+log = logging.getLogger(__name__)
 
 PRESET_VERSION = 1
 MAX_NAME_LENGTH = 80
@@ -57,6 +68,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "prediction_type": (None, "epsilon", "v_prediction"),
 }
 _SPECIAL = {"width", "height", "stride", "seed", "scale"}
+_PROMPTS = {"prompt": "prompt", "negative_prompt": "negative prompt"}
 _KNOWN = _INTS | _FLOATS | _BOOLS | _TEXTS | set(_CHOICES) | _SPECIAL
 if set(PRESET_FIELDS) != _KNOWN:  # pragma: no cover - caught the moment Request gains a field
     raise RuntimeError(f"presets.py does not know how to check {set(PRESET_FIELDS) ^ _KNOWN}")
@@ -167,6 +179,11 @@ def _check_value(name: str, value: Any) -> Any:
     if name in _TEXTS:
         if not isinstance(value, str):
             raise PresetError(f"{label.capitalize()} must be text, not {value!r}.")
+        if name in _PROMPTS and prompt_too_long(value):
+            raise PresetError(
+                f"The preset's {label} is {len(value):,} characters long; a preset keeps at most "
+                f"{MAX_PROMPT_CHARS:,}. Shorten it."
+            )
         return value
     choices = _CHOICES[name]
     if value not in choices:
@@ -245,8 +262,19 @@ class Preset:
         return cls(check_name(name), check_parameters(parameters), description)
 
     @classmethod
-    def from_json(cls, data: object, *, builtin: bool = False, path: Path | None = None) -> Preset:
-        """A preset from its JSON object; raises PresetError naming what is wrong."""
+    def from_json(
+        cls,
+        data: object,
+        *,
+        builtin: bool = False,
+        path: Path | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Preset:
+        """A preset from its JSON object; raises PresetError naming what is wrong.
+
+        A prompt or negative prompt over MAX_PROMPT_CHARS (a broken or hostile file) is left out
+        and `warn` (default: the log) is told; the rest of the preset still applies.
+        """
         if not isinstance(data, dict):
             raise PresetError("A preset file must hold a JSON object.")
         version = data.get("version")
@@ -258,6 +286,8 @@ class Preset:
                 "update DemoFusion Studio to use it."
             )
         parameters = data.get("parameters", {})
+        if isinstance(parameters, Mapping):
+            parameters = _without_long_prompts(data.get("name"), parameters, warn or log.warning)
         preset = cls.create(data.get("name"), parameters, data.get("description", ""))
         return dataclasses.replace(preset, builtin=builtin, path=path)
 
@@ -275,6 +305,21 @@ class Preset:
         geometry.
         """
         return {k: resolve_value(k, v, geometry) for k, v in self.parameters.items()}
+
+
+def _without_long_prompts(
+    name: object, parameters: Mapping[str, Any], warn: Callable[[str], None]
+) -> Mapping[str, Any]:
+    kept = dict(parameters)
+    for key, label in _PROMPTS.items():
+        text = kept.get(key)
+        if isinstance(text, str) and prompt_too_long(text):
+            del kept[key]
+            warn(
+                f"The {label} of preset {name!r} is {len(text):,} characters long, over the "
+                f"limit of {MAX_PROMPT_CHARS:,}; it was ignored and the rest of the preset is used."
+            )
+    return kept
 
 
 def apply_preset(

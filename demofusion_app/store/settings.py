@@ -2,18 +2,21 @@
 
 Every setting is declared once in `SETTINGS` (name, type, default, description). Loading never
 fails: a value of the wrong type falls back to its default with a warning, unknown keys are kept and
-written back, an older layout is migrated, and a file that is not JSON is moved aside so the app
-starts on defaults and says so once.
+written back, an older layout is migrated, and a file that is not JSON (or nested absurdly deep, or
+a folder or pipe) is moved aside so the app starts on defaults and says so once.
+
+Several windows and commands may share the file: `save` and `edit` hold a cross-process lock, read
+the file again under it and write back only what this store changed, so nobody's change is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +25,15 @@ from typing import Any
 from ..engine.request import DEVICES, DTYPES, MEMORY_MODES, Request
 from . import filenames
 from .errors import SettingsError
-from .files import atomic_write_json, move_aside
+from .files import (
+    NotRegularFileError,
+    atomic_write_json,
+    clean_stale_temp_files,
+    load_json,
+    locked,
+    move_aside,
+    read_regular_bytes,
+)
 from .paths import StorePaths, store_paths
 
 log = logging.getLogger(__name__)
@@ -110,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         check=filenames.check_pattern,
     ),
     Setting("write_metadata", bool, True, "Write the parameters into each PNG."),
+    Setting(
+        "metadata_full_paths",
+        bool,
+        False,
+        "Write the full paths of the model and input picture into each PNG (off: names and SHA-256"
+        " only, so a shared picture does not tell where your files are).",
+    ),
     Setting("last_parameters", dict, {}, "The last run's request fields, to start from next time."),
     Setting("ui", dict, {}, "Interface preferences: theme, splitter sizes, open panels."),
     Setting(
@@ -177,42 +195,78 @@ class SettingsStore:
         self._lock = threading.Lock()
         self._values: dict[str, Any] = {}
         self._extra: dict[str, Any] = {}
+        # Settings set since the last load or save: what `save` writes over the file's values.
+        self._changed: set[str] = set()
         self._version = SCHEMA_VERSION
+        # Temporary files of writes killed half-way (SIGKILL, power loss) would pile up otherwise.
+        for folder in (self.paths.config_dir, self.paths.presets_dir, self.paths.cache_dir):
+            clean_stale_temp_files(folder)
         self.reload()
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock every read-modify-write of the settings file holds (next to the file)."""
+        return self.path.with_name(f".{self.path.name}.lock")
 
     # Loading --------------------------------------------------------------------------------------
     def _warn(self, message: str) -> None:
         log.warning(message)
         self.warnings.append(message)
 
-    def _read_file(self) -> dict[str, Any]:
+    def _read_file(self, *, strict: bool = False) -> dict[str, Any] | None:
+        """The file's mapping; None when there is none or it is unusable (then moved aside).
+
+        A file that exists but cannot be read (permissions, another program holding it) gives
+        None with a warning, or with `strict` raises the OSError: a save must not write the
+        defaults over settings it could not read.
+        """
         try:
-            raw = self.path.read_bytes()
+            raw = read_regular_bytes(self.path)
         except FileNotFoundError:
-            return {}
+            return None
+        except NotRegularFileError:
+            self._set_aside("it is not a file (a folder or pipe has its name)")
+            return None
+        except OSError as exc:
+            if strict:
+                raise
+            self._warn(
+                f"The settings file {self.path} cannot be read ({exc.strerror or exc}); "
+                "the default settings are in use. Check its permissions."
+            )
+            return None
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = load_json(raw)
             if not isinstance(data, dict):
                 raise ValueError("the top level is not an object")
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            self.moved_aside = move_aside(self.path)
-            self._warn(
-                f"The settings file was damaged ({exc.__class__.__name__}); it was kept as "
-                f"{self.moved_aside.name} and the default settings are in use."
-            )
-            return {}
+            # Our own ValueErrors say what is wrong; json's name where in the text it broke.
+            self._set_aside(str(exc) if type(exc) is ValueError else exc.__class__.__name__)
+            return None
         return data
 
-    def reload(self) -> None:
-        """Read the file again (defaults where it is missing, damaged or wrong)."""
-        data = migrate(self._read_file())
-        self._version = data.pop("version")
-        if self._version > SCHEMA_VERSION:
+    def _set_aside(self, problem: str) -> None:
+        try:
+            self.moved_aside = move_aside(self.path)
+        except FileNotFoundError:  # another process moved it aside first
+            return
+        except OSError as exc:
             self._warn(
-                "The settings file was written by a newer version of the app "
-                f"(schema {self._version}); "
-                "settings this version does not know are kept unchanged."
+                f"The settings file {self.path} is damaged ({problem}) and could not be moved "
+                f"aside ({exc.strerror or exc}); the default settings are in use. Remove it."
             )
+            return
+        self._warn(
+            f"The settings file was damaged ({problem}); it was kept as "
+            f"{self.moved_aside.name} and the default settings are in use."
+        )
+
+    def _parse(
+        self, data: dict[str, Any], warn: Callable[[str], None]
+    ) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        """(version, known values, unknown keys) of a file's mapping; bad values give defaults."""
+        data = migrate(data)
+        version = data.pop("version")
         values: dict[str, Any] = {}
         for setting in SETTINGS:
             if setting.name not in data:
@@ -222,10 +276,37 @@ class SettingsStore:
                 values[setting.name] = setting.coerce(data.pop(setting.name))
             except SettingsError as exc:
                 values[setting.name] = setting.default_for(self.paths)
-                self._warn(f"{exc} Using the default, {values[setting.name]!r}.")
+                warn(f"{exc} Using the default, {values[setting.name]!r}.")
+        return version, values, data
+
+    def reload(self) -> None:
+        """Read the file again (defaults where it is missing, damaged or wrong); unsaved changes
+        are dropped.
+        """
+        version, values, extra = self._parse(self._read_file() or {}, self._warn)
+        if version > SCHEMA_VERSION:
+            self._warn(
+                "The settings file was written by a newer version of the app "
+                f"(schema {version}); "
+                "settings this version does not know are kept unchanged."
+            )
         with self._lock:
+            self._version = version
             self._values = values
-            self._extra = data
+            self._extra = extra
+            self._changed = set()
+
+    def _merge_file(self) -> None:
+        """Take what other processes saved meanwhile, keeping this store's unsaved changes."""
+        data = self._read_file(strict=True)
+        if data is None:  # no usable file: what this store holds is the best there is
+            return
+        # The load already warned about the file's bad values; no need to say it at every save.
+        version, values, extra = self._parse(data, log.debug)
+        with self._lock:
+            self._version = max(self._version, version)
+            self._values = {**values, **{n: self._values[n] for n in self._changed}}
+            self._extra = extra
 
     # Access ---------------------------------------------------------------------------------------
     def get(self, name: str) -> Any:
@@ -239,12 +320,14 @@ class SettingsStore:
         checked = self._setting(name).coerce(value)
         with self._lock:
             self._values[name] = checked
+            self._changed.add(name)
 
     def update(self, **values: Any) -> None:
         """Set several settings; nothing changes if any of them does not fit."""
         checked = {name: self._setting(name).coerce(v) for name, v in values.items()}
         with self._lock:
             self._values.update(checked)
+            self._changed.update(checked)
 
     def reset(self, name: str) -> None:
         """Put one setting back to its default."""
@@ -315,5 +398,32 @@ class SettingsStore:
 
     # Saving ---------------------------------------------------------------------------------------
     def save(self) -> None:
-        """Write the settings atomically: a crash or another process never leaves a torn file."""
-        atomic_write_json(self.path, self.as_dict())
+        """Write the settings atomically: a crash or another process never leaves a torn file.
+
+        Under the settings lock the file is read again: settings this store did not change take
+        the file's values (another window or command may have saved them meanwhile), the ones it
+        changed are written over them. StoreLocked if another process holds the lock too long.
+        """
+        with locked(self.lock_file, "The settings"):
+            self._merge_file()
+            atomic_write_json(self.path, self.as_dict())
+            with self._lock:
+                self._changed = set()
+
+    @contextlib.contextmanager
+    def edit(self) -> Iterator[SettingsStore]:
+        """A read-modify-write no other process can interleave with; saves at the end if anything
+        was set.
+
+            with store.edit():
+                store.set("model_folders", [*store.get("model_folders"), folder])
+
+        `get` inside the block sees what is in the file now, so a value computed from the current
+        one does not drop another process's change. An exception in the block saves nothing
+        (what was set stays unsaved in memory).
+        """
+        with locked(self.lock_file, "The settings"):
+            self._merge_file()
+            yield self
+            if self._changed:
+                self.save()

@@ -251,7 +251,8 @@ def test_upscale_without_prompt_takes_prompt_negative_and_seed_from_our_png(
     assert request["prompt"] == "an owl in a pine tree"
     assert request["negative_prompt"] == "text, watermark"
     assert request["seed"] == 9876
-    assert request["init_image"] == str(made)
+    # The stored request names the input picture; its full path only with metadata_full_paths.
+    assert request["init_image"] == made.name
     fields = a1111_parse(_texts(up)["parameters"])
     assert fields["Prompt"] == "an owl in a pine tree" and fields["Seed"] == "9876"
 

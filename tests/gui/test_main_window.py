@@ -283,6 +283,7 @@ def test_history_restores_the_parameters_stored_in_a_picture(make_window, qtbot,
     save_png_atomic(Image.new("RGB", (16, 12)), folder / "fox-stage1.png", text=text)
     window.history.load(folder)
     assert window.history.list.count() == 1  # stage pictures are not listed
+    qtbot.waitUntil(lambda: window.history.background.pending == 0)  # read off the GUI thread
     window.history.list.setCurrentRow(0)
     assert window.history.restore.isEnabled()
     window.history.restore.click()

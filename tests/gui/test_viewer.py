@@ -260,30 +260,29 @@ def test_toggle_shows_before_while_space_or_right_button_is_held(
     assert not run_viewer.held
 
 
-def test_export_writes_the_wipe_and_side_by_side_at_view_size(
+def test_export_writes_the_wipe_and_side_by_side_at_full_size(
     tmp_path: Path, run_viewer: ComparisonViewer
 ) -> None:
     view = run_viewer.primary
     run_viewer.set_mode("wipe")
     view.set_zoom(3.0)
-    vp = view.viewport()
+    split = round(view.divider_scene_x())
     path = run_viewer.export_comparison(tmp_path / "wipe")
     assert path == tmp_path / "wipe.png"
     with Image.open(path) as wipe:
-        assert wipe.size == (vp.width(), vp.height())
+        assert wipe.size == (256, 256)
         rgb = wipe.convert("RGB")
-        assert rgb.getpixel((vp.width() // 4, vp.height() - 5)) == RED
-        assert rgb.getpixel((vp.width() * 3 // 4, vp.height() - 5)) == BLUE
+        assert rgb.getpixel((split - 1, 250)) == RED
+        assert rgb.getpixel((split, 250)) == BLUE
 
     run_viewer.set_mode("side_by_side")
     QApplication.processEvents()
-    left, right = run_viewer.primary.viewport(), run_viewer.secondary.viewport()
     path = run_viewer.export_comparison(tmp_path / "pair.png")
     with Image.open(path) as pair:
-        assert pair.size == (left.width() + GAP + right.width(), max(left.height(), right.height()))
+        assert pair.size == (256 + GAP + 256, 256)
         rgb = pair.convert("RGB")
-        assert rgb.getpixel((left.width() // 2, left.height() - 5)) == RED
-        assert rgb.getpixel((left.width() + GAP + right.width() // 2, right.height() - 5)) == BLUE
+        assert rgb.getpixel((128, 250)) == RED
+        assert rgb.getpixel((256 + GAP + 128, 250)) == BLUE
 
     with pytest.raises(OSError, match="does not exist"):
         run_viewer.export_comparison(tmp_path / "missing" / "x.png")

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from demofusion_app.gui.tiles import TILE_SIZE, ImageLayer, TileItem
 from demofusion_app.gui.viewer import ComparisonViewer
+from demofusion_app.gui.viewer_export import ExportError
 
 SIDE = 8192
 
@@ -91,8 +92,7 @@ def test_8192_image_opens_in_tiles_and_zooms_without_a_full_size_pixmap(
     view.grab()
     assert all(w <= 1024 and h <= 1024 for w, h in _pixmap_sizes(viewer))
 
-    viewer.set_mode("wipe")
-    view.set_zoom(2.0)
-    out = viewer.export_comparison(tmp_path / "wipe.png")
-    with Image.open(out) as image:
-        assert image.size == (view.viewport().width(), view.viewport().height())
+    # Side by side at full size would be 16388 px wide: refused before anything is allocated.
+    viewer.set_mode("side_by_side")
+    with pytest.raises(ExportError, match="16,388 x 8,192 pixels"):
+        viewer.export_comparison(tmp_path / "pair.png")

@@ -142,6 +142,8 @@ def test_png_round_trip_of_our_metadata(tmp_path: Path) -> None:
     request = _request("日本の猫, a: b", "bad, worse").replace(
         loras=(("/loras/detail.safetensors", 0.8),)
     )
+    # With full paths on, the stored request is the request itself (by default its file
+    # references become names: tests/imaging/test_metadata_private_paths.py).
     chunks = png_text_chunks(
         request.to_dict(),
         seed=77,
@@ -149,6 +151,7 @@ def test_png_round_trip_of_our_metadata(tmp_path: Path) -> None:
         height=1536,
         model_name="sd_xl_base_1.0",
         sampler_label="Euler",
+        full_paths=True,
     )
     assert set(chunks) == {PARAMETERS_KEY, OUR_KEY}
     ours = json.loads(chunks[OUR_KEY])

@@ -214,7 +214,8 @@ def test_a_crash_between_write_and_replace_leaves_the_old_file_intact(
 
     assert store.path.read_bytes() == before
     assert SettingsStore(tmp_path).get("device") == "cpu"
-    assert [p.name for p in store.path.parent.iterdir()] == ["settings.json"], "no temp file left"
+    left = [p.name for p in store.path.parent.iterdir() if p.name != store.lock_file.name]
+    assert left == ["settings.json"], "no temp file left"
 
 
 def test_a_file_held_by_another_program_is_retried_until_it_is_free(
@@ -279,7 +280,8 @@ def test_two_processes_saving_at_once_never_leave_a_torn_file(tmp_path: Path) ->
     assert final.warnings == []
     assert final.get("last_parameters")["round"] == 149
     assert reads > 0
-    leftovers = [p.name for p in store.path.parent.iterdir() if p.name != "settings.json"]
+    kept = ("settings.json", store.lock_file.name)
+    leftovers = [p.name for p in store.path.parent.iterdir() if p.name not in kept]
     assert leftovers == []
 
 
