@@ -170,9 +170,9 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
     facts = probe_device(args.device)
     dtype = choose_dtype(facts, args.dtype)
     if args.model:
-        from .models.loader import load_pipeline
+        from .models.loader import LoadSpec, load_pipeline
 
-        loaded = load_pipeline(
+        spec = LoadSpec(
             args.model,
             device=args.device,
             dtype=args.dtype,
@@ -180,6 +180,7 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
             peak_pixels=_peak_pixels(args),
             view_batch_size=args.view_batch_size,
         )
+        loaded = load_pipeline(spec)
         label = f"{args.model} (memory mode {loaded.memory_mode})"
         return loaded.pipe, label
     from .models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
@@ -279,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .engine.generate import plan_for
+    from .engine.geometry import model_geometry
     from .engine.request import Request
-    from .engine.sampler import model_geometry
 
     pipe, label = _pipeline(args)
     pipe.set_progress_bar_config(disable=True)

@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 unexpected failure (traceback only with --verbose); 2 a us
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import APP_NAME, __version__
+from .cli_errors import cli_message
 from .engine.request import (
     DEVICES,
     DTYPES,
@@ -23,43 +25,16 @@ from .engine.request import (
     MEMORY_MODES,
     SCHEDULERS,
     Request,
-    RequestError,
     prompt_too_long,
 )
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
 
-# Flags whose value maps to a Request field of the same name (dest -> field).
-REQUEST_FLAGS = (
-    "prompt",
-    "negative_prompt",
-    "width",
-    "height",
-    "steps",
-    "guidance",
-    "guidance_rescale",
-    "seed",
-    "scheduler",
-    "stride",
-    "view_batch_size",
-    "cosine_scale_1",
-    "cosine_scale_2",
-    "cosine_scale_3",
-    "sigma",
-    "jitter",
-    "progressive",
-    "skip_residual",
-    "dilated",
-    "blur",
-    "scale",
-    "strength",
-    "model",
-    "vae",
-    "device",
-    "dtype",
-    "memory_mode",
-    "prediction_type",
+# Every Request field has a flag whose argparse dest is the field's name, except the two below that
+# their own flags give (FILE=WEIGHT pairs, and upscale's positional picture).
+REQUEST_FLAGS = tuple(
+    f.name for f in dataclasses.fields(Request) if f.name not in ("loras", "init_image")
 )
 
 
@@ -265,12 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments
 
     add_arguments(bench)
-    for module in ("cli_presets", "cli_models"):
-        try:
-            mod = __import__(f"demofusion_app.{module}", fromlist=["add_parser"])
-        except ImportError:  # pragma: no cover - both ship with the package
-            continue
-        mod.add_parser(sub)
+    from . import cli_models, cli_presets
+
+    cli_presets.add_parser(sub)
+    cli_models.add_parser(sub)
     return parser
 
 
@@ -282,7 +255,7 @@ def request_from_args(args: argparse.Namespace) -> Request:
     """
     from .models.geometry import geometry_of
     from .store.errors import StoreError
-    from .store.presets import apply_preset
+    from .store.preset_store import values_for_cli
 
     given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
     for name in ("prompt", "negative_prompt"):
@@ -311,13 +284,8 @@ def request_from_args(args: argparse.Namespace) -> Request:
         if default_model:
             given["model"] = default_model
     geometry = geometry_of(given.get("model", ""))
-    preset = None
     try:
-        if getattr(args, "preset", None):
-            from .store.preset_store import PresetStore
-
-            preset = PresetStore().get(args.preset)
-        values = apply_preset(preset, given, geometry)
+        values = values_for_cli(getattr(args, "preset", None), given, geometry)
     except KeyError as exc:
         raise UsageError(
             f"No preset named {args.preset!r}; see 'demofusion-app presets list'."
@@ -400,11 +368,6 @@ def run_generation(args: argparse.Namespace) -> int:
     _check_model(args, request.model)
     if args.output is None:
         raise UsageError("Say where to write the image: --output FILE.png")
-    if args.output.suffix.lower() != ".png":
-        raise UsageError(
-            f"--output must end in .png, not {args.output.name!r}; "
-            f"try {args.output.with_suffix('.png').name}."
-        )
     options = JobOptions(
         output=args.output,
         save_stages=args.save_stages,
@@ -416,17 +379,12 @@ def run_generation(args: argparse.Namespace) -> int:
         metadata_full_paths=_metadata_full_paths(),
         prompt_from_metadata=False,  # prepare() below reads it; once is enough (and warns once)
     )
-    from .jobs import JobError, check_output_target, prepare
+    from .jobs import check_output_target, prepare
 
     # Before the picture is read or the model loaded: a run whose output cannot be written (or that
-    # would write over its own input) should not take minutes to say so.
-    try:
-        check_output_target(args.output, options, request.init_image, name_hint="--output")
-    except JobError as exc:
-        raise UsageError(str(exc)) from exc
+    # would write over its own input, or a file already there) should not take minutes to say so.
+    check_output_target(args.output, options, request.init_image, name_hint="--output")
     request, source = prepare(request)
-    if args.output.exists() and not args.overwrite:
-        raise UsageError(f"{args.output} already exists; choose another name or pass --overwrite.")
     cancel = CancelToken()
     _install_interrupt(cancel)
     # The seed is told once the run really starts, so a refused run prints one line, not two.
@@ -490,21 +448,16 @@ def _run_command(args: argparse.Namespace, verbose: bool) -> int:
 
 
 def _report(exc: Exception, verbose: bool) -> int:
+    from .engine.errors import UserError
     from .jobs import OutOfMemory
 
-    try:
-        from .jobs import user_errors
-
-        expected: tuple[type[Exception], ...] = user_errors()
-    except ImportError:  # pragma: no cover
-        expected = (RequestError,)
     if verbose:
         traceback.print_exc()
     if isinstance(exc, OutOfMemory):
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_OOM
-    if isinstance(exc, expected):
-        print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, UserError):  # its message is written for the user: one line, no type
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     print(
         f"error: {type(exc).__name__}: {exc}"

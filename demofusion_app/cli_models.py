@@ -1,4 +1,4 @@
-"""`demofusion-app models list|add-folder`, and the model arguments shared by every command."""
+"""`demofusion-app models list|add-folder`: the models in the model folders, and adding a folder."""
 
 from __future__ import annotations
 
@@ -6,28 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-
-MODEL_HELP = (
-    "a .safetensors checkpoint (SDXL, SD 1.5, SD 2.x), a diffusers folder, "
-    "or a Hugging Face id (org/name)"
-)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """--model, --prediction-type and --allow-pickle, the same for generate, upscale and bench."""
-    parser.add_argument("--model", required=required, help=MODEL_HELP)
-    parser.add_argument(
-        "--prediction-type",
-        choices=("epsilon", "v_prediction"),
-        default=None,
-        help="override what the model predicts (SD 2.x files default to v_prediction)",
-    )
-    parser.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help=".ckpt/.pt/.bin files can run code when loaded; allow them through torch's "
-        "weights-only loader",
-    )
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -110,11 +88,8 @@ def _add_folder(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run a parsed `models` command; 2 with one line on stderr for what the user can fix."""
     from demofusion_app.models.errors import ModelError
+    from demofusion_app.store.errors import SettingsError
 
-    try:
-        from demofusion_app.store.errors import SettingsError
-    except ImportError:  # pragma: no cover - the store always ships with the app
-        SettingsError = ModelError  # type: ignore[misc, assignment]
     command = getattr(args, "models_command", None)
     try:
         if command == "list":

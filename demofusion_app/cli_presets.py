@@ -16,7 +16,7 @@ from typing import Any
 from .engine.request import MEMORY_MODES, SCHEDULERS
 from .store.errors import StoreError
 from .store.preset_store import PresetStore
-from .store.presets import Preset, parse_size, parse_stride
+from .store.presets import Preset, overlay, parse_size, parse_stride
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,11 +143,7 @@ def _save(store: PresetStore, args: argparse.Namespace) -> None:
     if not given and not start:
         raise UsageError("Give at least one setting to keep, such as --steps 30, or --from PRESET.")
     # A size given here replaces the starting preset's scale, and a scale its size.
-    if "scale" in given:
-        start = {k: v for k, v in start.items() if k not in ("width", "height")}
-    if "width" in given or "height" in given:
-        start.pop("scale", None)
-    parameters = {**start, **given}
+    parameters = overlay(start, given)
     existed = store.find(args.name) is not None
     preset = store.save(args.name, parameters, args.description, overwrite=args.force)
     print(f"{'Replaced' if existed else 'Saved'} preset {preset.name!r} in {preset.path}")

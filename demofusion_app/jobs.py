@@ -1,37 +1,49 @@
 """One run end to end, shared by the command line and the window.
 
-Pipeline from the cache, the picture (image to image), the sampler, and every stage the face wants decoded and
-written with its metadata BEFORE the event that announces it, so nothing the artist waited for is lost.
+What a run does is written once, here: the request as it will run (`prepare`: seed, metadata,
+validation), the output's name (`default_output`) and checks (`check_output_target`), then
+`run_job`: load the pipeline (from the cache, or given), sample, and decode and write every stage
+the face wants with its metadata BEFORE the event that announces it, so nothing the artist waited
+for is lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .engine.errors import Remedy, UserError
 from .engine.events import (
     Cancelled,
     CancelToken,
+    Event,
     Finished,
     RunCancelled,
     StageFinished,
     StageStarted,
     StepDone,
 )
-from .engine.request import Request, RequestError, validate
+from .engine.request import Request, validate
 
-Event = Any
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from .engine.plan import Plan
+    from .models.cache import ModelCache
+    from .models.loader import LoadSpec
+    from .store.settings import SettingsStore
+
+EventSink = Callable[[Event], None]
 Warn = Callable[[str], None]
 
 
-class JobError(Exception):
+class JobError(UserError):
     """A run that cannot go on for a reason the artist can act on (the message says what to do)."""
 
 
@@ -39,16 +51,11 @@ class OutOfMemory(JobError):
     """The device ran out of memory; the message names what to lower."""
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions whose message is meant for the artist (no traceback)."""
-    from .imaging.images import ImageError
-    from .models.errors import ModelError
-
-    return (RequestError, JobError, ModelError, ImageError)
-
-
 @dataclass(frozen=True)
 class JobOptions:
+    """How a face wants a run written: where (`output`; None: the settings' folder and file-name
+    pattern), which files besides the picture, and how often a live preview is made."""
+
     output: Path | None = None
     save_stages: bool = True
     save_latents: bool = False
@@ -62,6 +69,8 @@ class JobOptions:
 
 @dataclass(frozen=True)
 class JobResult:
+    """The end of a run: the picture (None when cancelled), the stage pictures kept, the seed."""
+
     path: Path | None
     stage_paths: tuple[Path, ...]
     seed: int
@@ -80,8 +89,11 @@ def warm_imports() -> None:
     import transformers  # noqa: F401
 
 
-def new_seed() -> int:
-    return secrets.randbelow(2**32)
+def choose_seed(request: Request) -> Request:
+    """The request with a concrete seed (a new random one when it has none), so it can be reused."""
+    if request.seed is not None:
+        return request
+    return request.replace(seed=secrets.randbelow(2**32))
 
 
 def stage_path(output: Path, stage: int) -> Path:
@@ -92,19 +104,36 @@ def latents_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.latents.safetensors")
 
 
-def default_output(request: Request, seed: int, width: int, height: int) -> Path:
-    """The store's output folder and file-name pattern, made unique."""
+def _settings(settings: SettingsStore | None) -> SettingsStore:
+    """`settings`, or the user's (read now) when the caller keeps none."""
+    if settings is not None:
+        return settings
     from .store.settings import SettingsStore
 
-    store = SettingsStore()
-    folder = Path(store.load().output_folder)
-    name = store.expand_file_name(request=request, seed=seed, width=width, height=height)
-    path = folder / f"{name}.png"
-    n = 2
+    return SettingsStore()
+
+
+def output_folder(settings: SettingsStore | None = None) -> Path:
+    """The settings' output folder (`~` expanded)."""
+    return Path(_settings(settings).get("output_folder")).expanduser()
+
+
+def unique_output(folder: Path, name: str) -> Path:
+    """`folder/name.png`, or `name-2.png` ... when that or its first stage picture is taken."""
+    path, number = folder / f"{name}.png", 2
     while path.exists() or stage_path(path, 1).exists():
-        path = folder / f"{name}-{n}.png"
-        n += 1
+        path = folder / f"{name}-{number}.png"
+        number += 1
     return path
+
+
+def default_output(
+    request: Request, seed: int, width: int, height: int, settings: SettingsStore | None = None
+) -> Path:
+    """A new file in the settings' output folder, named by their file-name pattern."""
+    settings = _settings(settings)
+    name = settings.expand_file_name(request=request, seed=seed, width=width, height=height)
+    return unique_output(output_folder(settings), name)
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -170,9 +199,12 @@ def check_output_target(
     *,
     name_hint: str = "output name",
 ) -> None:
-    """Refuse, before any model loads, an output that cannot be written: its folder is a file or
-    read-only, its name (with the stage and latents files) is too long, or it would replace
-    `source`, the run's own input picture. `name_hint` is how the face calls the output name."""
+    """Refuse, before any model loads, an output that cannot be written: not a .png, its folder is a
+    file or read-only, its name (with the stage and latents files) is too long, it would replace
+    `source` (the run's own input picture), or (without `overwrite`) the picture or its latents
+    exist already; the stage pictures are checked by `check_outputs_free` once the plan is known.
+    `name_hint` is how the face calls the output name."""
+    check_png_name(output)
     check_output_folder(output.parent)
     from .store.filenames import MAX_FILE_NAME_BYTES
 
@@ -183,20 +215,25 @@ def check_output_target(
                 f"files it needs more than {MAX_FILE_NAME_BYTES} bytes; choose a shorter "
                 f"{name_hint}."
             )
-    if source is None:
-        return
-    target = _source_written_over(output, options, Path(source))
-    if target is not None:
-        other = output.with_name(f"{output.stem}-upscaled.png")
-        raise JobError(
-            f"{target} is this run's input picture and would be overwritten; choose another "
-            f"{name_hint}, such as {other}."
-        )
+    if source is not None:
+        target = _source_written_over(output, options, Path(source))
+        if target is not None:
+            other = output.with_name(f"{output.stem}-upscaled.png")
+            raise JobError(
+                f"{target} is this run's input picture and would be overwritten; choose another "
+                f"{name_hint}, such as {other}."
+            )
+    check_outputs_free(output, 1, options)
 
 
-def _check_output(output: Path, stages: int, options: JobOptions) -> None:
+def check_png_name(output: Path) -> None:
+    """Refuse an output that is not a .png file (the only format a run writes)."""
     if output.suffix.lower() != ".png":
         raise JobError(f"The output must be a .png file, not {output.name}; try {output.stem}.png.")
+
+
+def check_outputs_free(output: Path, stages: int, options: JobOptions) -> None:
+    """Refuse (unless `overwrite`) when a file a run of `stages` stages would write exists."""
     targets = [output]
     if options.save_stages:
         targets += [stage_path(output, k) for k in range(1, stages)]
@@ -206,19 +243,19 @@ def _check_output(output: Path, stages: int, options: JobOptions) -> None:
         existing = [p for p in targets if p.exists()]
         if existing:
             raise JobError(
-                f"{existing[0]} already exists; choose another name or pass --overwrite."
+                f"{existing[0]} already exists; choose another name.",
+                remedies=(Remedy.OVERWRITE,),
             )
-    output.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _load_source(request: Request) -> Any:
+def _load_source(request: Request) -> Image:
     from .imaging.images import open_image
 
     assert request.init_image is not None
     return open_image(request.init_image)
 
 
-def _fill_from_metadata(request: Request, picture: Any, warn: Warn) -> Request:
+def _fill_from_metadata(request: Request, picture: Image, warn: Warn) -> Request:
     """Upscale without a prompt: take prompt, negative prompt and seed from the picture, when it has them.
 
     `picture` is the opened image: `open_image` keeps the file's text and EXIF, so nothing is read twice.
@@ -311,9 +348,9 @@ def prepare(
     request: Request,
     *,
     prompt_from_metadata: bool = True,
-    source: Any = None,
+    source: Image | None = None,
     on_warning: Warn | None = None,
-) -> tuple[Request, Any]:
+) -> tuple[Request, Image | None]:
     """The request as it will run (prompt and seed from the picture's metadata where the user gave
     none, else a new seed), validated, and the picture to upscale (None for text to image).
 
@@ -323,8 +360,7 @@ def prepare(
         source = _load_source(request)
     if request.is_upscale and prompt_from_metadata and not request.prompt:
         request = _fill_from_metadata(request, source, on_warning or (lambda text: None))
-    if request.seed is None:
-        request = request.replace(seed=new_seed())
+    request = choose_seed(request)
     validate(request)
     return request, source
 
@@ -332,157 +368,239 @@ def prepare(
 def run_job(
     request: Request,
     options: JobOptions,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: EventSink | None = None,
     cancel: CancelToken | None = None,
-    cache: Any = None,
+    cache: ModelCache | None = None,
     pipeline: Any = None,
-    source: Any = None,
+    source: Image | None = None,
 ) -> JobResult:
     """Run `request` to the end (or until cancelled), writing stage images and the final PNG.
 
-    `pipeline` (a loaded diffusers pipeline) skips loading; otherwise the model comes from `cache` (a
-    `ModelCache`) or is loaded for this run. `source` is the picture to upscale when the caller
-    has opened it already (see `prepare`). User errors raise one of `user_errors()`.
+    `pipeline` (a loaded diffusers pipeline) skips loading; otherwise the model comes from `cache`
+    or is loaded for this run. `source` is the picture to upscale when the caller has opened it
+    already (see `prepare`). What the user can fix raises a `UserError`.
     """
-    emit = on_event or (lambda event: None)
-    started = time.perf_counter()
-    warnings: list[str] = []
-
-    def warn(text: str) -> None:  # read_metadata has logged it already
-        warnings.append(text)
-
-    request, source = prepare(
-        request,
-        prompt_from_metadata=options.prompt_from_metadata,
-        source=source,
-        on_warning=warn,
-    )
-    seed = request.seed
-    assert seed is not None
-    # Before the model loads: a folder that cannot be written is found now, not after the run.
-    if options.output is not None:
-        check_output_target(options.output, options, request.init_image)
-        folder = options.output.parent
-    else:
-        folder = _output_folder()
-        check_output_folder(folder)
-    _clean_stale_temp_files(folder)
-
-    model_name = Path(request.model).name if request.model else "model"
-    if pipeline is None:
-        loaded = _load(request, cache, options.allow_pickle, _peak_pixels(request, source))
-        pipeline = loaded.pipe
-        source_info = getattr(loaded, "source", None)
-        model_name = getattr(source_info, "name", None) or model_name
-
-    from PIL import Image
-
-    from .engine.generate import plan_for, run_stages
-    from .engine.vae import decode_latents
-
-    source_size = (source.height, source.width) if source is not None else None
-    plan = plan_for(pipeline, request, source_size)
-    output = options.output or default_output(request, seed, plan.width, plan.height)
-    _check_output(output, plan.stage_count, options)
-    # Names and hashes of the run's files, once for all its pictures (a big checkpoint is read
-    # once, then the hash cache answers), before the first picture is written.
-    files = _metadata_files(request) if options.write_metadata else None
-
-    stage_paths: list[Path] = []
-    saved_latents: dict[str, Any] = {}
-    last_stage = (0, 0)
-    final_path: Path | None = None
-    final_image = None
-
-    def forward(event: object) -> None:
-        nonlocal last_stage
-        if isinstance(event, StepDone):
-            last_stage = (event.stage, event.step)
-        elif isinstance(event, StageStarted):
-            last_stage = (event.stage, 0)
-        emit(event)
-
-    def check_cancel() -> None:
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-
+    run = _Run.prepare(request, options, on_event or _ignore, cancel, source)
+    run.check_outputs()
+    run.load(cache, pipeline)
+    run.claim_output()
     try:
-
-        def keep_input(latents: Any) -> None:
-            if options.save_latents:
-                saved_latents["input"] = latents.detach().float().cpu()
-
-        for out in run_stages(
-            pipeline,
-            request,
-            seed,
-            source=source,
-            emit=forward,
-            cancel=cancel,
-            preview_every=options.preview_every,
-            on_input=keep_input,
-        ):
-            stage = out.stage
-            latents_cpu = out.latents.detach().float().cpu()
-            if options.save_latents:
-                saved_latents[f"stage{stage.index}"] = latents_cpu
-            is_final = stage.index == plan.stage_count
-            image = path = None
-            if is_final or options.save_stages:
-                image = decode_latents(pipeline.vae, out.latents, cancel=check_cancel)
-                if image.size != (stage.width, stage.height):
-                    # A stage whose size is not a multiple of f decodes a few pixels short.
-                    image = image.resize((stage.width, stage.height), Image.Resampling.LANCZOS)
-                path = output if is_final else stage_path(output, stage.index)
-                text = (
-                    _png_text(
-                        request,
-                        seed,
-                        image.width,
-                        image.height,
-                        model_name,
-                        None if is_final else stage.index,
-                        plan.stage_count,
-                        files,
-                        options.metadata_full_paths,
-                    )
-                    if options.write_metadata
-                    else None
-                )
-                from .imaging.images import save_png_atomic
-
-                save_png_atomic(image, path, text=text, overwrite=True)
-                if is_final:
-                    final_path, final_image = path, image
-                else:
-                    stage_paths.append(path)
-            emit(
-                StageFinished(
-                    stage.index, plan.stage_count, latents_cpu, image, str(path) if path else None
-                )
-            )
+        run.sample_and_save()
     except Cancelled:
-        _write_latents(options, output, saved_latents)
-        emit(RunCancelled(last_stage[0], last_stage[1], tuple(str(p) for p in stage_paths)))
-        return JobResult(
-            None,
-            tuple(stage_paths),
-            seed,
-            time.perf_counter() - started,
-            True,
-            request,
-            tuple(warnings),
-        )
+        return run.finish_cancelled()
     except Exception as exc:
         if _is_oom(exc):
-            raise OutOfMemory(_oom_message(request)) from exc
+            raise OutOfMemory(_oom_message(run.request)) from exc
         raise
-    if options.save_latents:
-        saved_latents["final"] = saved_latents[f"stage{plan.stage_count}"].clone()
-    _write_latents(options, output, saved_latents)
-    seconds = time.perf_counter() - started
-    emit(Finished(final_image, str(final_path), seed, seconds, tuple(str(p) for p in stage_paths)))
-    return JobResult(final_path, tuple(stage_paths), seed, seconds, False, request, tuple(warnings))
+    return run.finish()
+
+
+def _ignore(event: Event) -> None:
+    pass
+
+
+@dataclass
+class _Run:
+    """One run's state between the steps of `run_job`, in the order they happen."""
+
+    options: JobOptions
+    emit: EventSink
+    cancel: CancelToken | None
+    started: float
+    request: Request
+    source: Image | None
+    warnings: list[str]  # what the picture's metadata had that could not be used (logged too)
+    pipeline: Any = None
+    model_name: str = "model"
+    plan: Plan | None = None
+    output: Path | None = None
+    files: Any = None  # the pictures' record of the run's files (`models.lookup.describe_files`)
+    stage_paths: list[Path] = field(default_factory=list)
+    latents: dict[str, Any] = field(default_factory=dict)
+    last_stage: tuple[int, int] = (0, 0)  # (stage, step) last reported
+    final_path: Path | None = None
+    final_image: Image | None = None
+
+    @property
+    def seed(self) -> int:
+        assert self.request.seed is not None  # prepare chose one
+        return self.request.seed
+
+    @classmethod
+    def prepare(
+        cls,
+        request: Request,
+        options: JobOptions,
+        emit: EventSink,
+        cancel: CancelToken | None,
+        source: Image | None,
+    ) -> _Run:
+        """A run of the request as it will run, with the picture to upscale (see `prepare`)."""
+        started = time.perf_counter()
+        warnings: list[str] = []
+        request, source = prepare(
+            request,
+            prompt_from_metadata=options.prompt_from_metadata,
+            source=source,
+            on_warning=warnings.append,
+        )
+        return cls(options, emit, cancel, started, request, source, warnings)
+
+    def check_outputs(self) -> None:
+        """Before the model loads: a folder that cannot be written is found now, not after the
+        run. Temporary files a killed run left there (ours, over an hour old) go."""
+        from .store.files import clean_stale_temp_files
+
+        if self.options.output is not None:
+            check_output_target(self.options.output, self.options, self.request.init_image)
+            folder = self.options.output.parent
+        else:
+            folder = output_folder()
+            check_output_folder(folder)
+        clean_stale_temp_files(folder)  # a folder not made yet has none: it returns at once
+
+    def load(self, cache: ModelCache | None, pipeline: Any) -> None:
+        """The pipeline (from `cache`, or loaded for this run, unless given) and the plan."""
+        from .engine.generate import plan_for
+
+        self.model_name = Path(self.request.model).name if self.request.model else "model"
+        if pipeline is None:
+            loaded = _load(load_spec(self.request, self.options, self.source), cache)
+            pipeline = loaded.pipe
+            if loaded.source is not None:
+                self.model_name = loaded.source.name or self.model_name
+        self.pipeline = pipeline
+        source_size = (self.source.height, self.source.width) if self.source is not None else None
+        self.plan = plan_for(pipeline, self.request, source_size)
+
+    def claim_output(self) -> None:
+        """The final file name (the settings' pattern when the face gave none), every file of the
+        plan free, and the names and hashes of the run's files for its pictures: read once (a big
+        checkpoint once, then the hash cache answers), before the first picture is written."""
+        plan = self._plan()
+        output = self.options.output or default_output(
+            self.request, self.seed, plan.width, plan.height
+        )
+        check_outputs_free(output, plan.stage_count, self.options)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self.output = output
+        if self.options.write_metadata:
+            self.files = _metadata_files(self.request)
+
+    def sample_and_save(self) -> None:
+        """Every stage: sampled, then (the final one, or each with `save_stages`) decoded and
+        written before StageFinished announces it."""
+        from .engine.generate import run_stages
+
+        def keep_input(latents: Any) -> None:
+            if self.options.save_latents:
+                self.latents["input"] = latents.detach().float().cpu()
+
+        for out in run_stages(
+            self.pipeline,
+            self.request,
+            self.seed,
+            source=self.source,
+            emit=self._forward,
+            cancel=self.cancel,
+            preview_every=self.options.preview_every,
+            on_input=keep_input,
+        ):
+            self._save_stage(out.stage, out.latents)
+
+    def finish(self) -> JobResult:
+        """Write the latents, announce the picture."""
+        if self.options.save_latents:
+            self.latents["final"] = self.latents[f"stage{self._plan().stage_count}"].clone()
+        _write_latents(self.options, self._output(), self.latents)
+        seconds = time.perf_counter() - self.started
+        stages = tuple(str(p) for p in self.stage_paths)
+        self.emit(Finished(self.final_image, str(self.final_path), self.seed, seconds, stages))
+        return JobResult(
+            self.final_path,
+            tuple(self.stage_paths),
+            self.seed,
+            seconds,
+            False,
+            self.request,
+            tuple(self.warnings),
+        )
+
+    def finish_cancelled(self) -> JobResult:
+        """Keep what was written (and the latents so far), say where the run stopped."""
+        _write_latents(self.options, self._output(), self.latents)
+        stage, step = self.last_stage
+        self.emit(RunCancelled(stage, step, tuple(str(p) for p in self.stage_paths)))
+        return JobResult(
+            None,
+            tuple(self.stage_paths),
+            self.seed,
+            time.perf_counter() - self.started,
+            True,
+            self.request,
+            tuple(self.warnings),
+        )
+
+    def _plan(self) -> Plan:
+        assert self.plan is not None, "load() makes the plan"
+        return self.plan
+
+    def _output(self) -> Path:
+        assert self.output is not None, "claim_output() names the output"
+        return self.output
+
+    def _forward(self, event: Event) -> None:
+        if isinstance(event, StepDone):
+            self.last_stage = (event.stage, event.step)
+        elif isinstance(event, StageStarted):
+            self.last_stage = (event.stage, 0)
+        self.emit(event)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+
+    def _save_stage(self, stage: Any, latents: Any) -> None:
+        from PIL import Image as PILImage
+
+        from .engine.vae import decode_latents
+        from .imaging.images import save_png_atomic
+
+        stages, output = self._plan().stage_count, self._output()
+        latents_cpu = latents.detach().float().cpu()
+        if self.options.save_latents:
+            self.latents[f"stage{stage.index}"] = latents_cpu
+        is_final = stage.index == stages
+        image = path = None
+        if is_final or self.options.save_stages:
+            image = decode_latents(self.pipeline.vae, latents, cancel=self._check_cancel)
+            if image.size != (stage.width, stage.height):
+                # A stage whose size is not a multiple of f decodes a few pixels short.
+                image = image.resize((stage.width, stage.height), PILImage.Resampling.LANCZOS)
+            path = output if is_final else stage_path(output, stage.index)
+            text = (
+                _png_text(
+                    self.request,
+                    self.seed,
+                    image.width,
+                    image.height,
+                    self.model_name,
+                    None if is_final else stage.index,
+                    stages,
+                    self.files,
+                    self.options.metadata_full_paths,
+                )
+                if self.options.write_metadata
+                else None
+            )
+            save_png_atomic(image, path, text=text, overwrite=True)
+            if is_final:
+                self.final_path, self.final_image = path, image
+            else:
+                self.stage_paths.append(path)
+        self.emit(
+            StageFinished(stage.index, stages, latents_cpu, image, str(path) if path else None)
+        )
 
 
 def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> None:
@@ -490,42 +608,20 @@ def _write_latents(options: JobOptions, output: Path, saved: dict[str, Any]) -> 
         return
     from safetensors.torch import save
 
-    from .imaging.images import _write_error as write_error  # the PNG's wording, reused
-    from .store.files import REPLACE_ATTEMPTS, REPLACE_DELAY_S, TEMP_MARK, TEMP_SUFFIX
-    from .store.files import _replace as replace_retrying  # Windows: the target may be held
+    from .imaging.images import write_error
+    from .store.files import atomic_write_bytes
 
     path = latents_path(output)
     # Serialised here and written with Python's file calls: a full disk then raises OSError with its
     # errno (safetensors' own writer hides it), which gets the same message as a PNG's.
     data = save({k: v.contiguous() for k, v in saved.items()})
-    tmp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        replace_retrying(str(tmp), path, REPLACE_ATTEMPTS, REPLACE_DELAY_S)
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise write_error(path, exc) from exc
 
 
-def _output_folder() -> Path:
-    from .store.settings import SettingsStore
-
-    return Path(SettingsStore().load().output_folder)
-
-
-def _clean_stale_temp_files(folder: Path) -> None:
-    """Temporary files a killed run left in the output folder (ours, over an hour old) go."""
-    from .store.files import clean_stale_temp_files
-
-    clean_stale_temp_files(folder)  # a folder not made yet has none: it returns at once
-
-
-def _peak_pixels(request: Request, source: Any) -> int:
+def _peak_pixels(request: Request, source: Image | None) -> int:
     """The largest stage's pixel count, from the model's shape read without loading it."""
     from .engine.plan import make_plan
     from .models.geometry import geometry_of
@@ -535,26 +631,35 @@ def _peak_pixels(request: Request, source: Any) -> int:
     return max(s.height * s.width for s in plan.stages)
 
 
-def _load(request: Request, cache: Any, allow_pickle: bool, peak_pixels: int) -> Any:
-    """The loaded pipeline for a request, through the cache when the face keeps one."""
-    kwargs = {
-        "device": request.device,
-        "dtype": request.dtype,
-        "memory_mode": request.memory_mode,
-        "vae": request.vae,
-        "loras": request.loras,
-        "prediction_type": request.prediction_type,
-        "allow_pickle": allow_pickle,
-        "peak_pixels": peak_pixels,
-        "view_batch_size": request.view_batch_size,
-    }
+def load_spec(request: Request, options: JobOptions, source: Image | None = None) -> LoadSpec:
+    """What to load for `request`: its model, VAE, LoRAs and hardware choices, with the run's
+    largest image (`source` is the picture to upscale) for the `auto` memory mode."""
+    from .models.loader import LoadSpec
+
     if not request.model:
         raise JobError(
-            "No model chosen; pass --model with a .safetensors file, a diffusers folder or "
-            "a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
+            "No model chosen; choose a .safetensors file, a diffusers folder or a hub id such "
+            "as stabilityai/stable-diffusion-xl-base-1.0.",
+            remedies=(Remedy.CHOOSE_MODEL,),
         )
-    if cache is not None:
-        return cache.get(request.model, **kwargs)
-    from .models.loader import load_pipeline
+    return LoadSpec(
+        request.model,
+        vae=request.vae,
+        loras=request.loras,
+        device=request.device,
+        dtype=request.dtype,
+        memory_mode=request.memory_mode,
+        prediction_type=request.prediction_type,
+        allow_pickle=options.allow_pickle,
+        peak_pixels=_peak_pixels(request, source),
+        view_batch_size=request.view_batch_size,
+    )
 
-    return load_pipeline(request.model, **kwargs)
+
+def _load(spec: LoadSpec, cache: ModelCache | None) -> Any:
+    """The loaded pipeline for `spec`, through the cache when the face keeps one."""
+    if cache is not None:
+        return cache.get(spec)
+    from .models.loader import load_pipeline  # looked up now: tests wrap the loader
+
+    return load_pipeline(spec)

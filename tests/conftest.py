@@ -17,12 +17,9 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

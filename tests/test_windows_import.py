@@ -1,4 +1,4 @@
-"""Issue 14 item 7: the app starts where POSIX-only modules and calls do not exist (Windows).
+"""The app starts where POSIX-only modules and calls do not exist (Windows).
 
 One subprocess makes `resource`, `fcntl`, `termios`, `pwd` and `grp` unimportable before anything else
 loads, imports every module of the package (the window's too) and runs every command's `--help`.

@@ -117,9 +117,11 @@ def measure_mode(
     """Load in `mode`, then the peak device memory of UNet calls and one native-size VAE decode."""
     import torch
 
+    from demofusion_app.models.loader import LoadSpec
+
     torch.cuda.synchronize()
     start = time.perf_counter()
-    loaded = cache.get(ref, device=device, memory_mode=mode)
+    loaded = cache.get(LoadSpec(ref, device=device, memory_mode=mode))
     load_s = time.perf_counter() - start
     pipe, dev = loaded.pipe, loaded.device
     window = pipe.unet.config.sample_size
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cpu":
         torch.set_num_threads(1)
     from demofusion_app.models.cache import ModelCache
+    from demofusion_app.models.loader import LoadSpec
 
     report: dict[str, Any] = {"device": args.device, "model": args.model}
     with tempfile.TemporaryDirectory(prefix="measure-cache-") as tmp:
@@ -207,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         cache = ModelCache()
         rss_before = rss_bytes()
         start = time.perf_counter()
-        loaded = cache.get(ref, device=args.device, memory_mode=memory_mode)
+        loaded = cache.get(LoadSpec(ref, device=args.device, memory_mode=memory_mode))
         first = time.perf_counter() - start
         touch_weights(loaded.pipe)
         start = time.perf_counter()
-        again = cache.get(ref, device=args.device, memory_mode=memory_mode)
+        again = cache.get(LoadSpec(ref, device=args.device, memory_mode=memory_mode))
         second = time.perf_counter() - start
         same = again.pipe is loaded.pipe
         report["dtype"] = str(loaded.dtype)

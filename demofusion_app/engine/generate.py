@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from .events import CancelToken, StagePreview
+from .geometry import model_family, model_geometry
 from .plan import Plan, make_plan
 from .request import Request, validate
-from .sampler import DemoFusionSampler, StageOutput, model_family, model_geometry
+from .sampler import DemoFusionSampler, StageOutput
 
 
 def plan_for(pipe: Any, request: Request, source_size: tuple[int, int] | None = None) -> Plan:

@@ -8,28 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .geometry import Geometry
 from .request import MAX_SIDE, Request, RequestError
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What a model's shape says about sizes: VAE scale factor `f` and UNet window `P` (latent pixels)."""
-
-    vae_scale_factor: int = 8
-    window: int = 128
-
-    @property
-    def base(self) -> int:
-        """The trained resolution `x1 = P * f` in pixels."""
-        return self.window * self.vae_scale_factor
-
-    def default_stride(self) -> int:
-        return max(1, self.window // 2)
-
-
-SDXL = Geometry(8, 128)
-SD15 = Geometry(8, 64)
-SD21_768 = Geometry(8, 96)
 
 
 def window_count(length: int, window: int, stride: int) -> int:

@@ -9,6 +9,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .errors import Remedy, UserError
+
 SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -24,12 +26,13 @@ MAX_SEED = 2**64 - 1  # torch.Generator takes any uint64; ComfyUI seeds use all 
 MAX_PROMPT_CHARS = 16384
 
 
-class RequestError(ValueError):
+class RequestError(UserError, ValueError):
     """A request a person can fix; `field` names the setting, the message says what would work."""
 
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field_name
+    field: str
+
+    def __init__(self, field_name: str, message: str, *, remedies: tuple[Remedy, ...] = ()) -> None:
+        super().__init__(message, field=field_name, remedies=remedies)
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,14 @@ def validate(request: Request, window: int | None = None) -> Request:
         if r.scale is not None and (r.width is not None or r.height is not None):
             raise RequestError(
                 "scale",
-                "Give either a scale (--scale 2) or a target size (--width/--height), not both.",
+                "Give either a scale or a target size (a width and a height), not both.",
+                remedies=(Remedy.UPSCALE_SIZE,),
             )
         if r.scale is None and (r.width is None or r.height is None):
             raise RequestError(
                 "scale",
-                "Say how large to upscale: a scale such as --scale 2, or --width and --height.",
+                "Say how large to upscale: a scale such as 2, or a width and a height.",
+                remedies=(Remedy.UPSCALE_SIZE,),
             )
         if r.scale is not None:
             _check_range("scale", r.scale, 1.0, 16.0, "use a factor from 1 to 16, such as 2")

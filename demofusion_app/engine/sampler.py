@@ -1,8 +1,10 @@
 """DemoFusion sampling: plain stage-1 sampling, then progressive upscaling stages (docs/algorithm.md rules 5-25).
 
 One fused prediction per timestep: the model outputs of every local window and every dilated sub-lattice are
-blended into one prediction for the whole latent, and the scheduler steps once (rule 22). All UNet work goes
-through `Denoiser.predict`, which batches views of equal shape, both CFG halves in the same call.
+blended into one prediction for the whole latent, and the scheduler steps once (rule 22). The mechanisms of a
+step are the functions of `mechanisms.py`; this module runs them in order. All UNet work goes through a
+`Predict` callable, by default `Denoiser.predict`, which batches views of equal shape, both CFG halves in the
+same call.
 """
 
 from __future__ import annotations
@@ -12,26 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from . import mechanisms as M
 from . import views as V
 from .events import CancelToken, StageStarted, StepDone
-from .plan import Geometry, Plan, Stage
+from .geometry import model_geometry
+from .mechanisms import LocalViews, Predict, Views
+from .plan import Plan, Stage
 from .request import Request
 from .schedulers import NoiseLevels, make_scheduler
 
 Emit = Callable[[object], None]
-
-
-def model_geometry(pipe: Any) -> Geometry:
-    """Read `f` and `P` from the model (never hard-coded)."""
-    f = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    return Geometry(vae_scale_factor=f, window=int(pipe.unet.config.sample_size))
-
-
-def model_family(pipe: Any) -> str:
-    """ "sdxl" when the pipeline has SDXL's second text encoder, else "sd" (SD 1.x / 2.x)."""
-    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
 
 
 def rescale_guidance(cfg: torch.Tensor, text: torch.Tensor, factor: float) -> torch.Tensor:
@@ -97,10 +90,9 @@ class Denoiser:
 
         return take(self.context), take(self.pooled) if self.sdxl else None
 
-    def predict(
-        self, inputs: torch.Tensor, t: torch.Tensor, crops: list[tuple[int, int]]
-    ) -> torch.Tensor:
-        """Guided model output (float32) for each view of `inputs` (already scaled for step t)."""
+    def predict(self, views: Views, t: torch.Tensor) -> torch.Tensor:
+        """Guided model output (float32) for each view (a `Predict`); inputs already scaled for step t."""
+        inputs, crops = views.inputs, views.crops
         out = torch.empty_like(inputs, dtype=torch.float32)
         h, w = self.size
         for a in range(0, inputs.shape[0], self.batch_size):
@@ -139,6 +131,9 @@ class DemoFusionSampler:
     `initial` is None for text to image, or the encoded picture's latents (float32) for image to image.
     `generator` is the run's one CPU generator (rule 25); `emit` receives StageStarted and StepDone events and
     `preview(stage, step, latents)` is called every `preview_every` steps.
+
+    The parts a variation of the method replaces: `local_views` builds the local path's views (per-window
+    conditioning), `predict` turns views into guided model outputs (default: the UNet with CFG).
     """
 
     def __init__(
@@ -154,6 +149,8 @@ class DemoFusionSampler:
         initial: torch.Tensor | None = None,
         preview: Callable[[int, int, torch.Tensor], None] | None = None,
         preview_every: int = 0,
+        local_views: LocalViews = M.local_views,
+        predict: Predict | None = None,
     ) -> None:
         self.pipe = pipe
         self.request = request
@@ -172,6 +169,8 @@ class DemoFusionSampler:
         self.denoiser = Denoiser(
             pipe, request, plan, embeddings, self.device, cancel, request.view_batch_size
         )
+        self.local_views = local_views
+        self.predict = predict or self.denoiser.predict
         self.num_train_timesteps = int(pipe.scheduler.config.num_train_timesteps)
         self.anchor: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -225,7 +224,7 @@ class DemoFusionSampler:
         """Run every stage of the plan; yields after each one (the caller may decode and save it)."""
         latents = self.initial
         if latents is not None:
-            self.anchor = (latents.mean(), latents.std())
+            self.anchor = M.anchor_of(latents)
         for stage in self.plan.stages:
             self.emit(
                 StageStarted(
@@ -240,7 +239,7 @@ class DemoFusionSampler:
             if stage.kind == "base":
                 latents = self._base_stage(stage, latents)
                 if self.initial is None:
-                    self.anchor = (latents.mean(), latents.std())
+                    self.anchor = M.anchor_of(latents)
             else:
                 assert latents is not None and self.anchor is not None
                 latents = self._demofusion_stage(stage, latents)
@@ -253,15 +252,14 @@ class DemoFusionSampler:
         if source is None:
             latents = self._randn(shape) * scheduler.init_noise_sigma
         else:
-            if source.shape[-2:] != shape[-2:]:
-                source = F.interpolate(source, size=shape[-2:], mode="bicubic")
+            source = M.upsample(source, shape[-2:])
             levels = NoiseLevels(scheduler, source, self._randn(tuple(source.shape)))
             latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
         for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
             t = timesteps[i]
             model_in = scheduler.scale_model_input(latents, t)
-            pred = self.denoiser.predict(model_in, t, [(0, 0)])
+            pred = self.predict(Views(model_in, [(0, 0)]), t)
             latents = self._step(scheduler, pred, t, latents)
             self._events(stage, n)
             self._maybe_preview(stage, n, latents)
@@ -271,75 +269,47 @@ class DemoFusionSampler:
         """Rules 8-20: skip residual, local windows and dilated sub-lattices fused, then re-anchoring."""
         r = self.request
         geo = self.geometry
-        scheduler = self._new_scheduler(stage)
+        k = stage.dilation
         size = (stage.latent_height, stage.latent_width)
-        upsampled = (
-            previous
-            if previous.shape[-2:] == size
-            else F.interpolate(previous, size=size, mode="bicubic")
-        )
+        scheduler = self._new_scheduler(stage)
+        # 1. Upsample the previous stage and noise it to every step's level with one eps (rules 8-9).
+        upsampled = M.upsample(previous, size)
         levels = NoiseLevels(scheduler, upsampled, self._randn(tuple(upsampled.shape)))
         latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
         cpu_timesteps = timesteps.detach().to("cpu", torch.float64).tolist()  # one copy per stage
-        k = stage.dilation
-        fixed_layout = None if r.jitter else V.window_layout(*size, geo.window, self.stride, None)
-        fixed_index = fixed_layout.flat_index(self.device) if fixed_layout is not None else None
+        generator = self.generator if r.jitter else None
+        layouts = M.window_layouts(size, geo.window, self.stride, generator, self.device)
         for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
             t = timesteps[i]
             cf = V.cosine_factor(cpu_timesteps[i], self.num_train_timesteps)
+
+            def scale(x: torch.Tensor, t: torch.Tensor = t) -> torch.Tensor:
+                return scheduler.scale_model_input(x, t)
+
+            # 2. Skip residual (rule 11).
             if r.skip_residual:
-                c1 = cf**r.cosine_scale_1
-                latents = latents * (1 - c1) + levels[i] * c1
-            c2 = cf**r.cosine_scale_2 if r.dilated else 0.0
-            # Local path: windows of the J-padded latents (rules 12-15).
-            if fixed_layout is not None:
-                layout, index = fixed_layout, fixed_index
-            else:
-                layout = V.window_layout(*size, geo.window, self.stride, self.generator)
-                index = layout.flat_index(self.device)
-            padded = F.pad(latents, (layout.pad,) * 4)
-            local_in = V.gather_windows(
-                scheduler.scale_model_input(padded, t), index, layout.height, layout.width
-            )
-            local_crops = layout.crops(geo.vae_scale_factor)
-            # Global path: blurred dilated sub-lattices (rules 16-18). Run even where c2 is 0 (t = 0 on
-            # some schedules) so that progress counts stay those of the plan.
+                latents = M.skip_residual(latents, levels[i], cf, r.cosine_scale_1)
+            # 3. Local path: this step's windows of the J-padded latents (rules 12-14).
+            layout, index = next(layouts)
+            groups = [self.local_views(latents, layout, index, scale, geo.vae_scale_factor)]
+            # 4. Global path: the blurred dilated sub-lattices (rules 16-18). Run even where c2 is 0 (t = 0
+            # on some schedules) so that progress counts stay those of the plan.
             if r.dilated:
-                lattice, ph, pw = V.pad_to_multiple(latents, k)
-                if r.blur and k > 1:
-                    c3 = 0.99 * cf**r.cosine_scale_3 + 0.01
-                    lattice = V.blur_renormalised(lattice, k, r.sigma * c3)
-                global_in = V.split_lattices(scheduler.scale_model_input(lattice, t), k)
-                local_pred, global_pred = self._predict_both(local_in, local_crops, global_in, t)
-                merged = V.merge_lattices(global_pred, k)[:, :, ph:, pw:]
-            else:
-                local_pred = self.denoiser.predict(local_in, t, local_crops)
-            local = V.scatter_mean(
-                local_pred, index, layout.canvas_height, layout.canvas_width, layout.pad
-            )
-            pred = local * (1 - c2) + merged * c2 if r.dilated else local
+                sigma = M.blur_sigma(cf, r.sigma, r.cosine_scale_3) if r.blur and k > 1 else None
+                lattices, padding = M.dilated_views(latents, k, scale, sigma)
+                groups.append(lattices)
+            # 5. One guided prediction per view, windows and sub-lattices in shared UNet batches.
+            predictions = M.predict_views(self.predict, groups, t)
+            # 6. Average the windows (rule 15) and fuse with the sub-lattices (rules 18-19).
+            pred = M.local_prediction(predictions[0], layout, index)
+            if r.dilated:
+                dilated = M.dilated_prediction(predictions[1], k, padding)
+                pred = M.fuse(pred, dilated, cf, r.cosine_scale_2)
+            # 7. One scheduler step for the whole latent (rule 22), then report.
             latents = self._step(scheduler, pred, t, latents)
             self._events(stage, n)
             self._maybe_preview(stage, n, latents)
+        # 8. Back to stage 1's statistics (rule 20).
         assert self.anchor is not None
-        mean, std = self.anchor
-        return (latents - latents.mean()) / latents.std() * std + mean
-
-    def _predict_both(
-        self,
-        local_in: torch.Tensor,
-        local_crops: list[tuple[int, int]],
-        global_in: torch.Tensor,
-        t: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predict windows and sub-lattices; in shared UNet batches when their shapes agree."""
-        if local_in.shape[1:] == global_in.shape[1:]:
-            both = torch.cat([local_in, global_in])
-            crops = local_crops + [(0, 0)] * global_in.shape[0]
-            pred = self.denoiser.predict(both, t, crops)
-            return pred[: local_in.shape[0]], pred[local_in.shape[0] :]
-        return (
-            self.denoiser.predict(local_in, t, local_crops),
-            self.denoiser.predict(global_in, t, [(0, 0)] * global_in.shape[0]),
-        )
+        return M.reanchor(latents, self.anchor)

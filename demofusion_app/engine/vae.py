@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .geometry import vae_scale_factor
+
 # Default decode tile, in pixels: 512 px is 64 latents for f = 8, with a quarter of it overlapping.
 DEFAULT_TILE_PX = 512
 
@@ -36,11 +38,6 @@ _SD_RGB = (
     (-0.2120, -0.2616, -0.7177),
 )
 _SD_BIAS = (0.0, 0.0, 0.0)
-
-
-def vae_scale_factor(vae: Any) -> int:
-    """Pixels per latent pixel along each axis (8 for the SD and SDXL VAEs)."""
-    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def _shift(vae: Any) -> float:

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .plan import window_count
+
 
 def axis_starts(length: int, window: int, stride: int) -> list[tuple[int, int]]:
     """(start, end) of the windows along one axis, rule 12; one window [0, length) when length <= window."""
     if length <= window:
         return [(0, length)]
-    n = int((length - window) / stride - 1e-6) + 2
     spans = []
-    for j in range(n):
+    for j in range(window_count(length, window, stride)):
         start = j * stride
         if start + window > length:
             start = length - window

@@ -33,12 +33,9 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
         app.setApplicationDisplayName(APP_NAME)
         app.setOrganizationName(APP_ID)
         app.setDesktopFileName(APP_ID)
-        try:
-            from .platform_integration import apply_platform_integration
-        except ImportError:
-            pass
-        else:
-            apply_platform_integration(app)
+        from .platform_integration import apply_platform_integration
+
+        apply_platform_integration(app)
     return app  # type: ignore[return-value]
 
 

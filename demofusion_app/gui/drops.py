@@ -1,4 +1,4 @@
-"""What a drop or a paste brings: local picture files, or picture data saved to a file first."""
+"""What a drop or a paste brings: local picture files, or picture data to save to a file first."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage
+
+from demofusion_app.imaging.images import ImageError
 
 
 def local_files(mime: QMimeData) -> list[str]:
@@ -21,16 +23,35 @@ def has_picture(mime: QMimeData) -> bool:
     return bool(local_files(mime)) or mime.hasImage()
 
 
-def save_picture_data(mime: QMimeData, folder: Path) -> str | None:
-    """Write pasted picture data (no file behind it) as a PNG in `folder`; its path, or None."""
+def picture_data(mime: QMimeData) -> QImage | None:
+    """The picture data (no file behind it) of a paste or drop, or None."""
     if not mime.hasImage():
         return None
     image = mime.imageData()
     if not isinstance(image, QImage) or image.isNull():
         return None
-    folder.mkdir(parents=True, exist_ok=True)
+    return image
+
+
+def pasted_path(folder: Path) -> Path:
+    """A new file name in `folder` for pasted picture data."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = folder / f"pasted-{stamp}.png"
+    return folder / f"pasted-{stamp}.png"
+
+
+def save_picture(image: QImage, path: Path) -> Path:
+    """Write `image` as a PNG at `path` (in any thread: a QImage, not a QPixmap); ImageError when
+    it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageError(
+            f"The pasted picture cannot be saved in {path.parent} ({exc.strerror}); "
+            "check that the folder can be written.",
+            path,
+        ) from exc
     if not image.save(str(path), "PNG"):
-        return None
-    return str(path)
+        raise ImageError(
+            f"The pasted picture could not be saved as {path}; check the free disk space.", path
+        )
+    return path

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from demofusion_app import APP_NAME
-from demofusion_app.engine.plan import Geometry
 from demofusion_app.engine.request import Request, RequestError
+from demofusion_app.jobs import JobError, choose_seed
 from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.presets import Preset
 from demofusion_app.store.settings import SettingsStore
@@ -47,7 +47,7 @@ from .fields import FieldRegistry, name_control
 from .first_run import FirstRunDialog, needs_first_run, remember
 from .hardware_panel import HardwarePanel
 from .history_panel import HistoryPanel
-from .messages import RunEvent, RunFailure, RunMessage
+from .messages import RunEvent, RunFailure, RunMessage, window_message
 from .model_list import geometry_of
 from .model_picker import ModelPicker
 from .notify import Notifier
@@ -57,7 +57,7 @@ from .preset_bar import PresetBar
 from .progress_panel import ProgressPanel
 from .prompt_panel import PromptPanel
 from .taskbar import TaskbarProgress
-from .upscale_flow import UpscaleFlow
+from .upscale_flow import FlowHost, UpscaleFlow
 from .upscale_panel import UpscalePanel
 from .upscale_sources import Source, State
 from .viewer_slot import make_viewer
@@ -118,7 +118,6 @@ class MainWindow(QMainWindow):
         self.demofusion = DemoFusionPanel(self.fields)
         self.hardware = HardwarePanel(self.fields)
         self.upscale = UpscalePanel(self.fields)
-        self.upscale_flow = UpscaleFlow(self, self.upscale)
 
         form = QWidget()
         column = QVBoxLayout(form)
@@ -159,7 +158,8 @@ class MainWindow(QMainWindow):
         left_layout.addLayout(buttons)
 
         self.banner = Banner()
-        self.viewer = make_viewer(export_folder=self.output_folder)
+        self.viewer = make_viewer(export_folder=self.output_folder, background=self.background)
+        self.upscale_flow = UpscaleFlow(self.upscale, self._flow_host(), parent=self)
         self.progress = ProgressPanel()
         self.taskbar = TaskbarProgress(self)
         self.open_folder_button = name_control(
@@ -194,6 +194,21 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self._menus()
         window_fit.place_first(self)
+
+    def _flow_host(self) -> FlowHost:
+        combo = self.model_picker.combo
+        return FlowHost(
+            banner=self.banner,
+            viewer=self.viewer,
+            background=self.background,
+            settings=self.settings,
+            collect_values=self.collect_values,
+            apply_values=self.apply_values,
+            known_models=lambda: [
+                str(combo.itemData(i)) for i in range(combo.count()) if combo.itemData(i)
+            ],
+            running=lambda: self.controller.running,
+        )
 
     def _menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -231,6 +246,7 @@ class MainWindow(QMainWindow):
         self.upscale_flow.queue_changed.connect(self._queue_changed)
         self.demofusion.changed.connect(self.refresh_plan)
         self.progress.thumbnail_clicked.connect(self.show_stage)
+        self.viewer.exportDone.connect(self.progress.status.setText)
         self.history.restore_requested.connect(self.restore_parameters)
         self.history.show_requested.connect(self.show_file)
 
@@ -292,10 +308,6 @@ class MainWindow(QMainWindow):
         self.params.set_geometry(self._geometry)
         self.refresh_plan()
 
-    @property
-    def geometry_for_plan(self) -> Geometry:
-        return self._geometry
-
     def refresh_plan(self) -> None:
         """Validate as the form changes: the plan when it is valid, else the message under the
         field."""
@@ -303,7 +315,7 @@ class MainWindow(QMainWindow):
         values, size = self.collect_values(), None
         source = self._plan_source()
         if source is not None:
-            values = {**values, **self.upscale.values(), "init_image": str(source.path)}
+            values = self.upscale_flow.job_values(source, values)  # its own ticked values
             size = source.size
         # An upscale by a factor takes its size from the picture: width and height do not apply.
         self.params.set_size_shown(source is None or self.upscale.values()["scale"] is None)
@@ -337,20 +349,20 @@ class MainWindow(QMainWindow):
             return False
         self.fields.clear()
         self.banner.hide()
-        job = self.upscale_flow.next_job(self.collect_values())
-        values = job.values if job is not None else self.collect_values()
         try:
+            job = self.upscale_flow.next_job(self.collect_values())
+            values = job.values if job is not None else self.collect_values()
             size = job.source.size if job is not None else None
             request, plan = run_setup.build_request(values, self._geometry, size)
             run_setup.require_model(request)
         except RequestError as exc:
             self.show_error(exc)
             return False
-        request = run_setup.with_seed(request)
+        request = choose_seed(request)
         try:
             options = run_setup.job_options(self.settings, request, plan)
-        except run_setup.RunSetupError as exc:
-            self.banner.show_message(str(exc))
+        except (run_setup.RunSetupError, JobError) as exc:
+            self.banner.show_message(window_message(exc))
             return False
         self.last_request = request
         self.params.set_last_seed(int(request.seed or 0))
@@ -364,7 +376,7 @@ class MainWindow(QMainWindow):
         else:
             self.viewer.clear()
         self.progress.start(plan.total_evaluations, plan.describe())
-        log.info("run started: %s -> %s", plan.describe(), options["output"])
+        log.info("run started: %s -> %s", plan.describe(), options.output)
         self.controller.start(request, options)
         return True
 
@@ -388,7 +400,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.generate)
 
     def _queue_changed(self) -> None:
-        waiting = sum(1 for s in self.upscale_flow.queue.items if s.state is State.PENDING)
+        # A picture still being read is on its way to the queue: Generate already upscales.
+        waiting = sum(
+            1 for s in self.upscale_flow.queue.items if s.state in (State.PENDING, State.READING)
+        )
         if waiting > 1:
             self.generate_button.setText(f"Upscale {waiting} pictures")
         elif waiting == 1:
@@ -583,20 +598,32 @@ class MainWindow(QMainWindow):
             self.model_picker.set_model(choice.model)
 
     # Settings ------------------------------------------------------------------------------------
+    def _kept_parts(self) -> window_state.KeptParts:
+        return window_state.KeptParts(
+            settings=self.settings,
+            frame=self,
+            splitter=self.splitter,
+            model_picker=self.model_picker,
+            hardware=self.hardware,
+            demofusion=self.demofusion,
+            stored_values=self.stored_values,
+            apply_values=self.apply_values,
+        )
+
     def _restore(self) -> None:
-        window_state.restore(self)
+        window_state.restore(self._kept_parts())
         self.history.load(self.output_folder())
         self.refresh_plan()
 
     def _remember_parameters(self) -> None:
-        window_state.remember_parameters(self)
+        window_state.remember_parameters(self.settings, self.stored_values())
 
     def _save_settings(self) -> None:
         window_state.save_settings(self.settings)
 
     def save_state(self) -> None:
         """Last parameters, window geometry and panel state into the settings file."""
-        window_state.save(self)
+        window_state.save(self._kept_parts())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.controller.running:

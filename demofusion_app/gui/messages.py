@@ -10,11 +10,17 @@ from __future__ import annotations
 import enum
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QImage
 
 from demofusion_app.engine import events as ev
+from demofusion_app.engine.errors import Remedy, UserError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from .tiles import TiledImage
 
 
 class RunEvent(enum.Enum):
@@ -44,10 +50,35 @@ class RunMessage:
     it."""
 
     event: RunEvent
-    payload: Any
+    payload: ev.Event
     image: QImage | None = None  # a preview, or the final picture in full
     thumbnail: QImage | None = None  # stage and final pictures, at most THUMBNAIL pixels
-    tiled: Any = None  # the viewer's TiledImage of a stage picture, cut in the worker thread
+    tiled: TiledImage | None = (
+        None  # the viewer's TiledImage of a stage picture, cut in the worker thread
+    )
+
+
+# How the window words each remedy, after the error's own message: as the window labels its
+# controls, never as a command-line flag. Every remedy has an entry; None: the window has no control
+# for that fix, so it says nothing and the message's own advice stands.
+WINDOW_REMEDIES: dict[Remedy, str | None] = {
+    # No switch for pickles in the window (its runs never load them): use a .safetensors file.
+    Remedy.ALLOW_PICKLE: None,
+    Remedy.CHOOSE_MODEL: "Pick a model file or folder with the buttons next to the Model box.",
+    # The window names every run's file anew from the file-name pattern; it never replaces one.
+    Remedy.OVERWRITE: None,
+    Remedy.UPSCALE_SIZE: (
+        "Choose a Scale in the Upscale panel, or 'Target size (width x height)' and a Size."
+    ),
+}
+
+
+def window_message(exc: BaseException) -> str:
+    """What the window says for `exc`, a user error: its message and remedies in the window's
+    words."""
+    if isinstance(exc, UserError):
+        return exc.worded(WINDOW_REMEDIES)
+    return str(exc)
 
 
 @dataclass(frozen=True)
@@ -55,8 +86,8 @@ class RunFailure:
     """An exception caught in the worker: `message` for the artist, `details` (a traceback) on
     demand.
 
-    `expected` is true for errors a person can cause and fix (the job's USER_ERRORS); those show
-    without a traceback.
+    `expected` is true for errors a person can cause and fix (a `UserError`); those show without a
+    traceback, in the window's words.
     """
 
     message: str
@@ -66,9 +97,10 @@ class RunFailure:
     field: str | None = None
 
     @classmethod
-    def from_exception(cls, exc: BaseException, expected: bool) -> RunFailure:
+    def from_exception(cls, exc: BaseException) -> RunFailure:
+        expected = isinstance(exc, UserError)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        text = str(exc).strip()
+        text = (window_message(exc) if expected else str(exc)).strip()
         if expected and text:
             message = text
         else:
@@ -87,7 +119,7 @@ class RunFailure:
         )
 
 
-def pil_to_qimage(image: Any) -> QImage:
+def pil_to_qimage(image: Image) -> QImage:
     """A deep-copied RGBA QImage of a PIL image (works in any thread)."""
     rgba = image.convert("RGBA")
     data = rgba.tobytes("raw", "RGBA")
@@ -100,26 +132,26 @@ PREVIEW_PIXELS = 360
 """Longest side of a live preview as sent: the panel shows 180 px, twice that for HiDPI screens."""
 
 
-def _pil_of(event: Any) -> Any:
+def _pil_of(event: ev.StageFinished | ev.Finished) -> Image | None:
     """The event's PIL picture, loaded from its path when the event carries only that."""
     if getattr(event, "image", None) is not None:
         return event.image
     path = getattr(event, "path", None)
     if path:
-        from PIL import Image
+        import PIL.Image
 
-        with Image.open(path) as opened:
+        with PIL.Image.open(path) as opened:
             return opened.convert("RGB")
     return None
 
 
-def _thumbnail(image: Any, side: int = THUMBNAIL) -> QImage:
+def _thumbnail(image: Image, side: int = THUMBNAIL) -> QImage:
     small = image.copy()
     small.thumbnail((side, side))
     return pil_to_qimage(small)
 
 
-def message_for(event: Any) -> RunMessage:
+def message_for(event: ev.Event) -> RunMessage:
     """Wrap an engine event, converting its pictures here (in the worker thread) so the GUI thread
     only shows them: a preview shrunk for the panel, a stage as a thumbnail plus the viewer's tiles,
     the final picture in full (for the clipboard) with a thumbnail. Raises TypeError for anything that is not

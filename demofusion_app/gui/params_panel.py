@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from demofusion_app.engine.plan import SDXL, Geometry, Plan
+from demofusion_app.engine.geometry import SDXL, Geometry
+from demofusion_app.engine.plan import Plan
 from demofusion_app.engine.request import MAX_SIDE, MAX_STEPS, SCHEDULERS
 
 from .fields import FieldRegistry, FieldRow, name_control

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFontMetrics, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
     QLabel,
@@ -24,6 +24,7 @@ PREVIEW_EMPTY = "Live preview"
 PREVIEW_LOADING = "Loading…"
 READY = "Ready: write a prompt and press Generate, or drop a picture here to upscale it."
 THUMB_SIZE = 96
+STATUS_LINES = 2
 
 
 def format_seconds(seconds: float) -> str:
@@ -38,6 +39,36 @@ def eta_seconds(elapsed: float, done: int, total: int) -> float | None:
     if done <= 0 or total <= 0:
         return None
     return elapsed * max(0, total - done) / done
+
+
+class StatusLabel(QLabel):
+    """The run's status line, wrapped: unwrapped, the longest text would set the window's minimum
+    width (about 1180 px with READY). Always `STATUS_LINES` high, so the bar and the strip do not
+    move as the text changes; a text longer than that is whole in the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        metrics = self.fontMetrics()
+        self.setFixedHeight(STATUS_LINES * metrics.lineSpacing())
+        self.setMinimumWidth(_wrap_width(metrics, READY, STATUS_LINES))
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.setToolTip(text)
+
+
+def _wrap_width(metrics: QFontMetrics, text: str, lines: int) -> int:
+    """The narrowest width (to 8 px) at which `text` wraps into at most `lines` lines."""
+    width = metrics.horizontalAdvance(text) // lines
+    flags = int(Qt.TextFlag.TextWordWrap)
+    while metrics.boundingRect(QRect(0, 0, width, 10_000), flags, text).height() > (
+        lines * metrics.lineSpacing()
+    ):
+        width += 8
+    return width
 
 
 class ProgressPanel(QWidget):
@@ -55,7 +86,7 @@ class ProgressPanel(QWidget):
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
         self.bar.setFormat("%p%")
-        self.status = name_control(QLabel(READY), "status")
+        self.status = name_control(StatusLabel(READY), "status")
         self.times = name_control(QLabel(""), "times")
         self.preview = name_control(QLabel(), "live_preview", "What the picture looks like so far")
         self.preview.setFixedSize(PREVIEW_SIZE, PREVIEW_SIZE)

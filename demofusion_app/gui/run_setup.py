@@ -1,15 +1,19 @@
-"""From the form to a run: request, seed, output file and the disk-space check (no Qt)."""
+"""From the form to a run: the request, the job's options and the disk-space check (no Qt).
+
+What a run does (its seed, its output's name and checks) is the job's (`demofusion_app.jobs`); this
+module only turns the window's form and settings into a request and `JobOptions`.
+"""
 
 from __future__ import annotations
 
-import random
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from demofusion_app.engine.plan import Geometry, Plan, make_plan
+from demofusion_app.engine.geometry import Geometry
+from demofusion_app.engine.plan import Plan, make_plan
 from demofusion_app.engine.request import MAX_SEED, Request, RequestError, validate
+from demofusion_app.jobs import JobOptions, check_output_folder, default_output
 from demofusion_app.store.settings import SettingsStore
 
 PNG_OVERHEAD = 64 * 1024
@@ -99,13 +103,6 @@ def require_model(request: Request) -> None:
         )
 
 
-def with_seed(request: Request) -> Request:
-    """The request with a concrete seed (a new random one when it has none), so it can be reused."""
-    if request.seed is not None:
-        return request
-    return request.replace(seed=random.SystemRandom().randrange(2**32))
-
-
 def estimate_bytes(plan: Plan, save_stages: bool = True) -> int:
     """Bytes the run writes at most: every stage image and the final one, as uncompressed RGB."""
     stages = sum(s.width * s.height * 3 + PNG_OVERHEAD for s in plan.stages) if save_stages else 0
@@ -130,15 +127,6 @@ def disk_space_problem(folder: Path, needed: int, spare: int = SPARE_BYTES) -> s
     )
 
 
-def output_file(folder: Path, name: str) -> Path:
-    """`folder/name.png`, or `name-2.png` ... when taken (stage files too)."""
-    candidate, number = folder / f"{name}.png", 2
-    while candidate.exists() or (folder / f"{candidate.stem}-stage1.png").exists():
-        candidate = folder / f"{name}-{number}.png"
-        number += 1
-    return candidate
-
-
 def preview_every(steps: int) -> int:
     """Steps between live previews: every step for short runs, every 4 for long ones."""
     return max(1, min(4, steps // 8))
@@ -148,32 +136,20 @@ class RunSetupError(Exception):
     """A run that cannot start for a reason outside the form (disk space, output folder)."""
 
 
-def job_options(settings: SettingsStore, request: Request, plan: Plan) -> dict[str, Any]:
-    """The job's options for a window run: a fresh output file in the output folder, every stage
-    saved. Raises RunSetupError when the disk is too full or the folder cannot be made."""
-    folder = Path(settings.get("output_folder")).expanduser()
-    problem = disk_space_problem(folder, estimate_bytes(plan))
+def job_options(settings: SettingsStore, request: Request, plan: Plan) -> JobOptions:
+    """The job's options for a window run of `request` (its seed chosen): a new file in the output
+    folder named by the settings' pattern, every stage saved. Raises RunSetupError when the disk is
+    too full, JobError when the folder cannot be written to."""
+    assert request.seed is not None, "the file name holds the seed: choose it first"
+    output = default_output(request, request.seed, plan.width, plan.height, settings)
+    problem = disk_space_problem(output.parent, estimate_bytes(plan))
     if problem:
         raise RunSetupError(problem)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunSetupError(
-            f"The output folder {folder} cannot be created ({exc.strerror}); "
-            "choose another one in the settings."
-        ) from None
-    name = settings.file_name(
-        when=datetime.now(),
-        seed=request.seed,
-        prompt=request.prompt,
-        width=plan.width,
-        height=plan.height,
-        model=request.model,
+    check_output_folder(output.parent)
+    return JobOptions(
+        output=output,
+        save_stages=True,
+        write_metadata=bool(settings.get("write_metadata")),
+        metadata_full_paths=bool(settings.get("metadata_full_paths")),
+        preview_every=preview_every(request.steps),
     )
-    return {
-        "output": output_file(folder, name),
-        "save_stages": True,
-        "write_metadata": bool(settings.get("write_metadata")),
-        "metadata_full_paths": bool(settings.get("metadata_full_paths")),
-        "preview_every": preview_every(request.steps),
-    }

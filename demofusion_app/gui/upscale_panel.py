@@ -1,13 +1,16 @@
 """The upscale queue: pictures waiting to be upscaled, the scale and strength, and what their
-metadata said. Shown only while the queue holds pictures."""
+metadata said: where the values came from, and a checkbox for each value the selected picture
+offers (prompt, seed, steps, sampler, CFG). Shown only while the queue holds pictures."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -18,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from .fields import FieldRegistry, FieldRow, name_control
-from .upscale_sources import SCALE_CHOICES, Source, State
+from .upscale_sources import CHOICES, SCALE_CHOICES, Offer, Source, State
 
 STRENGTH_TIP = (
     "How much the picture may change: 1 repaints every stage from noise guided by the picture, "
@@ -27,9 +30,12 @@ STRENGTH_TIP = (
 
 
 class UpscalePanel(QWidget):
-    """`queue` of sources, `scale`, `strength`; `remove_requested` / `clear_requested` carry intent."""
+    """`queue` of sources, `scale`, `strength`, and `choices` (one checkbox per `CHOICES`) for the
+    selected picture; `remove_requested`, `clear_requested` and `choice_toggled` (choice, ticked)
+    carry intent."""
 
     remove_requested = Signal(int)
+    choice_toggled = Signal(str, bool)
     clear_requested = Signal()
     changed = Signal()
 
@@ -48,6 +54,26 @@ class UpscalePanel(QWidget):
         self.found = name_control(QLabel(), "metadata_note")
         self.found.setWordWrap(True)
         self.found.setStyleSheet("color: #2d5f9a;")
+        self.choices: dict[str, QCheckBox] = {
+            choice: name_control(QCheckBox(choice.capitalize()), f"use_{choice}")
+            for choice in CHOICES
+        }
+        self.choice_box = QWidget()
+        self.choice_box.setObjectName("picture_values")
+        grid = QGridLayout(self.choice_box)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(12)
+        grid.setVerticalSpacing(2)
+        # Short values share a row; the prompt and the sampler's two names get a row each.
+        grid.addWidget(self.choices["prompt"], 0, 0, 1, 3)
+        for column, choice in enumerate(("seed", "steps", "cfg")):
+            grid.addWidget(self.choices[choice], 1, column)
+        grid.addWidget(self.choices["sampler"], 2, 0, 1, 3)
+        grid.setColumnStretch(2, 1)
+        self.choice_box.hide()
+        for choice, box in self.choices.items():
+            # clicked, not toggled: only the artist's ticks are news, not the panel's own updates
+            box.clicked.connect(lambda ticked, c=choice: self.choice_toggled.emit(c, ticked))
         self.remove = name_control(
             QPushButton("Remove"), "queue_remove", "Take the selected picture out of the queue"
         )
@@ -77,6 +103,7 @@ class UpscalePanel(QWidget):
         layout.addWidget(title)
         layout.addWidget(self.queue)
         layout.addWidget(self.found)
+        layout.addWidget(self.choice_box)
         layout.addLayout(buttons)
         layout.addLayout(form)
         self.remove.clicked.connect(self._remove)
@@ -91,7 +118,11 @@ class UpscalePanel(QWidget):
         self.queue.clear()
         for source in sources:
             item = QListWidgetItem(source.label())
-            item.setToolTip(f"{source.path}\n{source.found.describe()}")
+            # While a picture is read its metadata is not known yet: only its file is.
+            reading = source.state is State.READING
+            item.setToolTip(
+                str(source.path) if reading else f"{source.path}\n{source.found.describe()}"
+            )
             self.queue.addItem(item)
         self.queue.setCurrentRow(min(max(row, 0), len(sources) - 1))
         self.setVisible(bool(sources))
@@ -107,7 +138,27 @@ class UpscalePanel(QWidget):
             self.remove_requested.emit(row)
 
     def set_note(self, text: str) -> None:
+        """A note in place of the picture's values (while it is read)."""
         self.found.setText(text)
+        self.found.setToolTip("")
+        self.choice_box.hide()
+
+    def show_picture(
+        self, line: str, offered: list[Offer], use: set[str], editable: bool = True
+    ) -> None:
+        """The selected picture: where its values came from, and a checkbox per value it offers,
+        ticked as `use` says. A value the picture does not record usably is disabled and its
+        tooltip says why; `editable` False (running, done) disables them all."""
+        self.found.setText(line)
+        self.found.setToolTip(line)
+        for offer in offered:
+            box = self.choices[offer.choice]
+            box.setText(offer.text)
+            box.setToolTip(offer.tip)
+            box.setAccessibleDescription(offer.tip)
+            box.setEnabled(offer.usable and editable)
+            box.setChecked(offer.usable and offer.choice in use)
+        self.choice_box.setVisible(any(offer.usable for offer in offered))
 
     def values(self) -> dict[str, object]:
         """`scale` (None: use the form's width and height) and `strength`."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
+from demofusion_app.engine.request import MAX_STEPS, SCHEDULERS
 from demofusion_app.imaging.images import ImageError, open_image
 from demofusion_app.imaging.metadata import FoundMetadata, read_metadata
+from demofusion_app.imaging.readers.record import SOURCE_NAMES
 
 # (label, scale); None means "the width and height in the form".
 SCALE_CHOICES: tuple[tuple[str, float | None], ...] = (
@@ -26,7 +30,26 @@ SCALE_CHOICES: tuple[tuple[str, float | None], ...] = (
 )
 
 
+CHOICES = ("prompt", "seed", "steps", "sampler", "cfg")
+"""The values of a picture's metadata the artist may tick for its upscale, in the panel's order."""
+DEFAULT_USE = frozenset({"prompt", "seed"})
+"""Ticked when a picture is queued: its prompt and seed. Steps, sampler and CFG stay the form's: an
+upscale repaints from the picture and usually wants settings of its own."""
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "prompt": ("prompt", "negative_prompt"),
+    "seed": ("seed",),
+    "steps": ("steps",),
+    "sampler": ("scheduler",),
+    "cfg": ("guidance",),
+}
+"""The request fields each choice sets."""
+OFFERED_FIELDS = tuple(name for fields in CHOICE_FIELDS.values() for name in fields)
+GUIDANCE_RANGE = (0.0, 50.0)  # as the request accepts it
+_SHORT = 40  # characters of a value shown on a checkbox; the tooltip has all of it
+
+
 class State(enum.Enum):
+    READING = "reading…"
     PENDING = "waiting"
     RUNNING = "upscaling"
     DONE = "done"
@@ -43,38 +66,36 @@ class Source:
     found: FoundMetadata
     state: State = State.PENDING
     result: str | None = None
+    use: set[str] = field(default_factory=lambda: set(DEFAULT_USE), compare=False)
+    """The artist's ticks (of `CHOICES`) for this picture. One set per queued picture, shared by
+    the copies `with_state` makes, so the choice stays with the picture as its state moves on."""
 
     def with_state(self, state: State, result: str | None = None) -> Source:
         return dataclasses.replace(self, state=state, result=result or self.result)
 
     def label(self) -> str:
+        if self.state is State.READING:
+            return f"{self.path.name} · {self.state.value}"
         h, w = self.size
         done = f" -> {Path(self.result).name}" if self.result else ""
         return f"{self.path.name} ({w} x {h}) · {self.state.value}{done}"
 
 
-def load_source(path: str | Path) -> Source:
-    """Open and check one picture (raises ImageError saying why it cannot be used)."""
+def reading(path: str | Path) -> Source:
+    """The queue's entry for a picture dropped a moment ago, read off the GUI thread meanwhile."""
+    return Source(Path(path), (0, 0), FoundMetadata(), State.READING)
+
+
+def read_source(path: str | Path) -> tuple[Source, Image.Image]:
+    """Open, check and fully decode one picture, and read its metadata: the `Source` and the
+    decoded RGB image (for the viewer, so the picture is decoded once). Raises ImageError saying
+    why the picture cannot be used. Slow for a large picture: not for the GUI thread."""
     image = open_image(path)
     try:
         found = read_metadata(image)
     except ImageError:
         found = FoundMetadata()
-    finally:
-        image.close()
-    return Source(Path(path), (image.height, image.width), found)
-
-
-def load_sources(paths: Iterable[str | Path]) -> tuple[list[Source], list[str]]:
-    """The usable pictures among `paths`, and one message per file that is not."""
-    sources: list[Source] = []
-    problems: list[str] = []
-    for path in paths:
-        try:
-            sources.append(load_source(path))
-        except ImageError as exc:
-            problems.append(str(exc))
-    return sources, problems
+    return Source(Path(path), (image.height, image.width), found), image
 
 
 def form_values(
@@ -104,6 +125,131 @@ def form_values(
     return values
 
 
+@dataclass(frozen=True)
+class Offer:
+    """One value a picture's metadata offers for its upscale: the checkbox's words, the request
+    fields ticking it sets (empty when the picture records nothing usable: the box is disabled)
+    and the tooltip, which says what ticking does or why it cannot be ticked."""
+
+    choice: str
+    text: str
+    tip: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.values)
+
+
+def origin_line(found: FoundMetadata) -> str:
+    """Where a picture's values come from, in words: "From ComfyUI's graph: KSampler node 3.",
+    "From A1111's metadata in the PNG text 'parameters'.", and the other records it holds that
+    were passed over."""
+    if not found.found:
+        return "No generation metadata found in this picture; the form's values are used."
+    tool = SOURCE_NAMES.get(found.source, found.source)
+    origin = found.origin or ""
+    if origin.startswith(f"{tool} "):  # "ComfyUI graph: KSampler node 3"
+        where = f"{tool}'s {origin[len(tool) + 1 :]}"
+    elif origin:
+        where = f"{tool}'s metadata in the {origin}"
+    else:
+        where = f"{tool}'s metadata"
+    line = f"From {where}."
+    if found.passed_over:
+        line += f" Also in the file, not used: {', '.join(found.passed_over)}."
+    return line
+
+
+def offers(found: FoundMetadata) -> list[Offer]:
+    """What each of `CHOICES` would take from `found`, in that order."""
+    return [_prompt(found), _seed(found), _steps(found), _sampler(found), _cfg(found)]
+
+
+def picture_values(found: FoundMetadata, use: Iterable[str]) -> dict[str, Any]:
+    """The request fields of the ticked choices `use` that the picture records usably."""
+    values: dict[str, Any] = {}
+    for offer in offers(found):
+        if offer.choice in use:
+            values.update(offer.values)
+    return values
+
+
+_OWN_SETTINGS = "Off by default: an upscale repaints the picture and usually wants {what}."
+
+
+def _prompt(found: FoundMetadata) -> Offer:
+    prompt, negative = found.prompt or "", found.negative_prompt or ""
+    if not (prompt or negative):
+        why = _warning(found, "prompt") or "This picture does not record a prompt."
+        return Offer("prompt", "Prompt", why)
+    values = {"prompt": prompt} if prompt else {}
+    if negative:
+        values["negative_prompt"] = negative
+    shown = f"“{_short(prompt)}”" if prompt else "(negative only)"
+    tip = (
+        f"Use the picture's prompt:\n{prompt or '(none)'}\nNegative prompt: {negative or '(none)'}"
+    )
+    return Offer("prompt", f"Prompt {shown}", tip, values)
+
+
+def _seed(found: FoundMetadata) -> Offer:
+    if found.seed is None:
+        why = _warning(found, "seed") or (
+            "This picture does not record a seed; a new seed is used unless you type one."
+        )
+        return Offer("seed", "Seed", why)
+    tip = "Use the picture's seed; untick for a new seed (or the one typed in the form)."
+    return Offer("seed", f"Seed {found.seed}", tip, {"seed": found.seed})
+
+
+def _steps(found: FoundMetadata) -> Offer:
+    steps = found.steps
+    if steps is None:
+        return Offer("steps", "Steps", "This picture does not record its steps.")
+    if not 1 <= steps <= MAX_STEPS:
+        why = f"The picture's {steps} steps are outside 1 to {MAX_STEPS}; the form's are used."
+        return Offer("steps", f"Steps {_short(str(steps))}", why)
+    tip = _OWN_SETTINGS.format(what="steps of its own") + f" Tick to use the picture's {steps}."
+    return Offer("steps", f"Steps {steps}", tip, {"steps": steps})
+
+
+def _sampler(found: FoundMetadata) -> Offer:
+    name, ours = found.sampler, found.scheduler
+    if ours in SCHEDULERS:
+        shown = _short(name or ours)
+        text = f"Sampler {shown}" if shown.casefold() == ours else f"Sampler {shown} → {ours}"
+        tip = _OWN_SETTINGS.format(what="the form's sampler") + f" Tick to use {ours}."
+        return Offer("sampler", text, tip, {"scheduler": ours})
+    if not name:
+        return Offer("sampler", "Sampler", "This picture does not record a sampler.")
+    why = _warning(found, "sampler") or f'The picture\'s sampler "{name}" has no equivalent here.'
+    return Offer("sampler", f"Sampler {_short(name, 24)} (no equivalent)", why)
+
+
+def _cfg(found: FoundMetadata) -> Offer:
+    cfg = found.guidance
+    if cfg is None:
+        return Offer("cfg", "CFG", "This picture does not record its CFG (guidance).")
+    shown = f"{cfg:g}"
+    low, high = GUIDANCE_RANGE
+    if not low <= cfg <= high:
+        why = f"The picture's CFG {shown} is outside {low:g} to {high:g}; the form's is used."
+        return Offer("cfg", f"CFG {_short(shown)}", why)
+    tip = _OWN_SETTINGS.format(what="the form's guidance") + f" Tick to use CFG {shown}."
+    return Offer("cfg", f"CFG {shown}", tip, {"guidance": cfg})
+
+
+def _warning(found: FoundMetadata, word: str) -> str | None:
+    """The reader's warning about `word` (a seed out of range, an unknown sampler), if any."""
+    return next((w for w in found.warnings if word in w.casefold()), None)
+
+
+def _short(text: str, limit: int = _SHORT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 class SourceQueue:
     """The pictures waiting to be upscaled, in order, with the one running now."""
 
@@ -119,6 +265,18 @@ class SourceQueue:
 
     def next_pending(self) -> int | None:
         return next((i for i, s in enumerate(self.items) if s.state is State.PENDING), None)
+
+    @property
+    def reading(self) -> int:
+        """How many pictures are still being read."""
+        return sum(1 for s in self.items if s.state is State.READING)
+
+    def index_of(self, source: Source) -> int | None:
+        """Where `source` (this very entry, not an equal one) is in the queue, if still there."""
+        return next((i for i, s in enumerate(self.items) if s is source), None)
+
+    def replace(self, index: int, source: Source) -> None:
+        self.items[index] = source
 
     def start(self, index: int) -> Source:
         self.running = index

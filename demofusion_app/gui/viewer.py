@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from demofusion_app.gui.background import Background
 from demofusion_app.gui.compare import (
     FIXED_ZOOMS,
     MODE_TITLES,
@@ -53,6 +53,9 @@ from demofusion_app.gui.viewer_export import (
     wipe_split,
 )
 
+EXPORT_TEXT = "Export…"
+EXPORTING_TEXT = "Exporting…"
+
 
 class ComparisonViewer(QWidget):
     """The viewer of a run: a toolbar and one or two `ImageView`s comparing two named images.
@@ -61,20 +64,26 @@ class ComparisonViewer(QWidget):
     "side_by_side" shows both in two views locked to the same region; "toggle" shows "after" and,
     while the right mouse button, the space key or the Hold button is held, "before". Every image is
     shown at the geometry of the largest one, so a stage 1 image overlaps the final exactly.
-    `zoomChanged(zoom)` reports the zoom in screen pixels per pixel of that geometry.
+    `zoomChanged(zoom)` reports the zoom in screen pixels per pixel of that geometry;
+    `exportDone(text)` says, in a sentence, where an export from the Export button was saved.
     """
 
     zoomChanged = Signal(float)
+    exportDone = Signal(str)
 
     def __init__(
         self,
         parent: QWidget | None = None,
         export_folder: Callable[[], Path | str | None] | None = None,
+        background: Background | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("viewer")
         # Asked each time: the output folder is a setting that may change while the window is open.
         self._export_folder = export_folder
+        # A full-size export takes seconds (16384 px): it is put together and written in the pool.
+        self._background = background if background is not None else Background(self)
+        self._exporting = False
         self._images: dict[str, TiledImage] = {}
         self._before: str | None = None
         self._after: str | None = None
@@ -100,7 +109,13 @@ class ComparisonViewer(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self._build_toolbar())
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self._build_toolbar(), 1)
+        # Beside the toolbar, not in it: what does not fit folds behind the toolbar's "»" button,
+        # and Export must stay in sight on a small screen.
+        top.addWidget(self._build_export_button())
+        layout.addLayout(top)
         views = QHBoxLayout()
         views.setContentsMargins(0, 0, 0, 0)
         views.setSpacing(2)
@@ -181,18 +196,17 @@ class ComparisonViewer(QWidget):
         self.hold_button.pressed.connect(lambda: self._set_held(True))
         self.hold_button.released.connect(lambda: self._set_held(False))
         self._hold_action = bar.addWidget(self.hold_button)
-        spacer = QWidget(self)
-        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        bar.addWidget(spacer)
-        self.export_button = QPushButton("Export…", self)
+        return bar
+
+    def _build_export_button(self) -> QPushButton:
+        self.export_button = QPushButton(EXPORT_TEXT, self)
         self.export_button.setObjectName("viewerExport")
         self.export_button.setToolTip(
             "Save the two pictures at full size as a PNG: side by side, or the wipe at its divider"
         )
         self.export_button.clicked.connect(self._on_export_clicked)
         self.export_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        bar.addWidget(self.export_button)
-        return bar
+        return self.export_button
 
     # ----- public API -----------------------------------------------------------------------------
 
@@ -278,15 +292,28 @@ class ComparisonViewer(QWidget):
         of the largest (a smaller one is resized up). `ExportError` when a side would be over
         16384 pixels or the file cannot be written.
         """
+        return self.export_work(path)()
+
+    def export_work(self, path: str | Path) -> Callable[[], Path]:
+        """What `export_comparison` does, in two parts: the checks and the choice of pictures now
+        (in the GUI thread; `ExportError` or `ViewerError` for a refusal), and the slow part,
+        putting the pixels together and writing them, as the function returned, which may run in
+        any thread."""
         if not self._images or self._after is None:
             raise ViewerError("There is nothing to export yet; wait for a stage to finish.")
         target = export_path(path)  # a wrong folder is told before any work
         mode = self._effective_mode()
         mode = "side_by_side" if mode == "toggle" else mode
         before = None if self._before is None else self._images[self._before]
-        split = wipe_split(self.primary.divider_scene_x(), self.geometry_size[0])
-        size, places = layout(mode, self.geometry_size, before, self._images[self._after], split)
-        return save_png(compose(size, places, self.geometry_size), target)
+        geometry = self.geometry_size
+        split = wipe_split(self.primary.divider_scene_x(), geometry[0])
+        size, places = layout(mode, geometry, before, self._images[self._after], split)
+        return lambda: save_png(compose(size, places, geometry), target)
+
+    @property
+    def exporting(self) -> bool:
+        """True while an export started with the Export button is being written."""
+        return self._exporting
 
     # ----- internals ------------------------------------------------------------------------------
 
@@ -362,8 +389,9 @@ class ComparisonViewer(QWidget):
         self.secondary.setVisible(mode == "side_by_side")
         self._hold_action.setVisible(self._mode == "toggle")
         self.primary.empty_text = "" if self._images else EMPTY_TEXT
-        for widget in (self.export_button, self.before_combo, self.after_combo):
+        for widget in (self.before_combo, self.after_combo):
             widget.setEnabled(bool(self._images))
+        self.export_button.setEnabled(bool(self._images) and not self._exporting)
         b, a = self._before or "", self._after or ""
         if mode == "wipe":
             self.primary.captions = (b, a)
@@ -423,6 +451,8 @@ class ComparisonViewer(QWidget):
             self.set_pair(before, after)
 
     def _on_export_clicked(self) -> None:
+        if self._exporting:
+            return
         suggested = f"{self._before or 'before'} vs {self._after or 'after'}.png"
         folder = self.export_folder()
         if folder is not None and folder.is_dir():
@@ -432,12 +462,31 @@ class ComparisonViewer(QWidget):
         )
         if not path:
             return
-        # A full-size export of a large result takes seconds; say so rather than look frozen.
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            self.export_comparison(path)
+            work = self.export_work(path)
         except (ExportError, ViewerError) as exc:
-            QGuiApplication.restoreOverrideCursor()
-            QMessageBox.warning(self, "Export comparison", str(exc))
-        else:
-            QGuiApplication.restoreOverrideCursor()
+            self._export_failed(exc)
+            return
+        self._set_exporting(True)
+        self._background.submit(work, self._export_written, self._export_failed)
+
+    def _set_exporting(self, exporting: bool) -> None:
+        self._exporting = exporting
+        self.export_button.setText(EXPORTING_TEXT if exporting else EXPORT_TEXT)
+        self.export_button.setEnabled(bool(self._images) and not exporting)
+
+    def _export_written(self, path: Path) -> None:
+        self._set_exporting(False)
+        self.exportDone.emit(f"Comparison exported as {path.name} in {path.parent}.")
+
+    def _export_failed(self, exc: BaseException) -> None:
+        self._set_exporting(False)
+        text = str(exc) if isinstance(exc, (ExportError, ViewerError)) else _export_error(exc)
+        QMessageBox.warning(self, "Export comparison", text)
+
+
+def _export_error(exc: BaseException) -> str:
+    """A sentence for an export that failed unexpectedly (out of memory, a Pillow error)."""
+    if isinstance(exc, MemoryError):
+        return "The export needs more memory than is free; export the wipe or one picture instead."
+    return f"The comparison could not be exported ({exc}); try another folder or mode."

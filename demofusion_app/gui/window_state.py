@@ -3,41 +3,62 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray
-from PySide6.QtWidgets import QSplitter
+from PySide6.QtWidgets import QSplitter, QWidget
 
 from demofusion_app.store.settings import SettingsStore
 
 from . import window_fit
 
 if TYPE_CHECKING:
-    from .main_window import MainWindow
+    from .demofusion_panel import DemoFusionPanel
+    from .hardware_panel import HardwarePanel
+    from .model_picker import ModelPicker
 
 log = logging.getLogger(__name__)
 
 
-def restore(window: MainWindow) -> None:
+@dataclass(frozen=True)
+class KeptParts:
+    """The parts of the window whose state is kept between sessions, and nothing more."""
+
+    settings: SettingsStore
+    frame: QWidget
+    """The top-level window: its geometry."""
+    splitter: QSplitter
+    model_picker: ModelPicker
+    hardware: HardwarePanel
+    demofusion: DemoFusionPanel
+    stored_values: Callable[[], dict[str, Any]]
+    """The form's fields as stored."""
+    apply_values: Callable[[dict[str, Any]], None]
+    """Put stored fields back into the form."""
+
+
+def restore(parts: KeptParts) -> None:
     """Put the saved settings back into a newly built window."""
-    s = window.settings
-    window.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
-    window.hardware.apply({"device": s.get("device"), "memory_mode": s.get("memory_mode")})
+    s = parts.settings
+    parts.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
+    parts.hardware.apply({"device": s.get("device"), "memory_mode": s.get("memory_mode")})
     last = s.get("last_parameters")
     if last:
-        window.apply_values(last)
+        parts.apply_values(last)
     model = (last or {}).get("model") or s.get("default_model") or ""
     if model:
-        window.model_picker.set_model(model)
+        parts.model_picker.set_model(model)
     ui = s.get("ui")
-    window.demofusion.set_expanded(bool(ui.get("demofusion_open", False)))
-    sizes = splitter_sizes(ui.get("splitter"), window.splitter)
+    parts.demofusion.set_expanded(bool(ui.get("demofusion_open", False)))
+    sizes = splitter_sizes(ui.get("splitter"), parts.splitter)
     if sizes is not None:
-        window.splitter.setSizes(sizes)
+        parts.splitter.setSizes(sizes)
     geometry = s.get("window_geometry")
     if geometry:
-        window.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
-        window_fit.keep_on_screen(window)
+        parts.frame.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        window_fit.keep_on_screen(parts.frame)
 
 
 def splitter_sizes(saved: object, splitter: QSplitter) -> list[int] | None:
@@ -54,11 +75,11 @@ def splitter_sizes(saved: object, splitter: QSplitter) -> list[int] | None:
     return list(saved)
 
 
-def remember_parameters(window: MainWindow) -> None:
-    """The form's fields as the last parameters (in memory; `save_settings` writes them)."""
-    values = window.stored_values()
-    window.settings.set("last_parameters", values)
-    window.settings.update(device=values["device"], memory_mode=values["memory_mode"])
+def remember_parameters(settings: SettingsStore, values: dict[str, Any]) -> None:
+    """The form's fields (`values`, as stored) as the last parameters (in memory;
+    `save_settings` writes them)."""
+    settings.set("last_parameters", values)
+    settings.update(device=values["device"], memory_mode=values["memory_mode"])
 
 
 def save_settings(settings: SettingsStore) -> None:
@@ -69,18 +90,18 @@ def save_settings(settings: SettingsStore) -> None:
         log.warning("settings not saved: %s", exc)
 
 
-def save(window: MainWindow) -> None:
+def save(parts: KeptParts) -> None:
     """Last parameters, model, panel state and window geometry, written to the settings file."""
-    remember_parameters(window)
-    settings = window.settings
+    settings = parts.settings
+    remember_parameters(settings, parts.stored_values())
     ui = {
         **settings.get("ui"),
-        "demofusion_open": window.demofusion.expanded,
-        "splitter": window.splitter.sizes(),
+        "demofusion_open": parts.demofusion.expanded,
+        "splitter": parts.splitter.sizes(),
     }
     settings.set("ui", ui)
-    settings.set("window_geometry", bytes(window.saveGeometry().toBase64()).decode("ascii"))
-    model = window.model_picker.model()
+    settings.set("window_geometry", bytes(parts.frame.saveGeometry().toBase64()).decode("ascii"))
+    model = parts.model_picker.model()
     if model:
         settings.set("default_model", model)
     save_settings(settings)

@@ -11,53 +11,47 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from demofusion_app.engine.events import Cancelled, CancelToken, RunCancelled
+from demofusion_app.engine.events import Cancelled, CancelToken, Event, RunCancelled
 from demofusion_app.engine.request import Request
+from demofusion_app.jobs import EventSink, JobOptions, JobResult, run_job
 
 from .messages import RunEvent, RunFailure, RunMessage, message_for
 
+if TYPE_CHECKING:
+    from demofusion_app.models.cache import ModelCache
+
 # (request, options, on_event, cancel, cache) -> result; the real one is `run_real_job`.
-JobFunction = Callable[[Request, dict[str, Any], Callable[[Any], None], CancelToken, Any], Any]
+JobFunction = Callable[
+    [Request, JobOptions, EventSink, CancelToken, "ModelCache | None"], JobResult
+]
 
 
 def run_real_job(
     request: Request,
-    options: dict[str, Any],
-    on_event: Callable[[Any], None],
+    options: JobOptions,
+    on_event: EventSink,
     cancel: CancelToken,
-    cache: Any,
-) -> Any:
-    """The command line's job (`demofusion_app.jobs.run_job`), imported here so the window starts
-    fast."""
-    from demofusion_app import jobs
-
-    return jobs.run_job(request, jobs.JobOptions(**options), on_event, cancel=cancel, cache=cache)
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions whose text is written for the artist (the job's user errors, request errors)."""
-    from demofusion_app import jobs
-    from demofusion_app.engine.request import RequestError
-
-    listed = getattr(jobs, "USER_ERRORS", None)
-    errors = tuple(listed) if listed is not None else tuple(jobs.user_errors())
-    return (*errors, RequestError)
+    cache: ModelCache | None,
+) -> JobResult:
+    """The command line's job, `demofusion_app.jobs.run_job` (it imports torch and diffusers only
+    once it runs, so the window still starts fast)."""
+    return run_job(request, options, on_event, cancel=cancel, cache=cache)
 
 
 class ModelCacheHolder:
     """One ModelCache for the window, created on first use in the worker thread (it may import
     torch)."""
 
-    def __init__(self, factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, factory: Callable[[], ModelCache] | None = None) -> None:
         self._factory = factory
-        self._cache: Any = None
+        self._cache: ModelCache | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> ModelCache:
         with self._lock:
             if self._cache is None:
                 factory = self._factory
@@ -80,17 +74,16 @@ class RunWorker(QObject):
 
     started = Signal()
     message = Signal(object)
-    returned = Signal(object)
     errored = Signal(object)
     finished = Signal()
 
     def __init__(
         self,
         request: Request,
-        options: dict[str, Any],
+        options: JobOptions,
         job: JobFunction,
         cancel: CancelToken,
-        cache: Callable[[], Any] | None = None,
+        cache: Callable[[], ModelCache] | None = None,
     ) -> None:
         super().__init__()
         self._request = request
@@ -100,7 +93,7 @@ class RunWorker(QObject):
         self._cache = cache
         self._saw_cancel = False
 
-    def _on_event(self, event: Any) -> None:
+    def _on_event(self, event: Event) -> None:
         if isinstance(event, RunCancelled):
             self._saw_cancel = True
         self.message.emit(message_for(event))
@@ -110,17 +103,14 @@ class RunWorker(QObject):
         self.started.emit()
         try:
             cache = self._cache() if self._cache is not None else None
-            result = self._job(self._request, self._options, self._on_event, self._cancel, cache)
-            self.returned.emit(result)
+            # The result is not forwarded: the Finished event already carries what the window shows.
+            self._job(self._request, self._options, self._on_event, self._cancel, cache)
         except Cancelled:
             if not self._saw_cancel:
                 self.message.emit(RunMessage(RunEvent.CANCELLED, RunCancelled(0, 0)))
         except BaseException as exc:  # the thread must never die silently
-            try:
-                expected = isinstance(exc, user_error_types())
-            except Exception:  # even a broken install must not lose the original error
-                expected = False
-            self.errored.emit(RunFailure.from_exception(exc, expected))
+            # A UserError shows in the window's words, without a traceback.
+            self.errored.emit(RunFailure.from_exception(exc))
         finally:
             self.finished.emit()
 
@@ -147,7 +137,6 @@ class RunController(QObject):
     """
 
     message = Signal(object)
-    returned = Signal(object)
     errored = Signal(object)
     running_changed = Signal(bool)
 
@@ -166,7 +155,7 @@ class RunController(QObject):
     def running(self) -> bool:
         return self._run is not None
 
-    def start(self, request: Request, options: dict[str, Any]) -> None:
+    def start(self, request: Request, options: JobOptions) -> None:
         """Run `request` in a new thread; raises RuntimeError if a run is still going."""
         if self._run is not None:
             raise RuntimeError("a run is already in progress")
@@ -177,7 +166,6 @@ class RunController(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.message.connect(self._forward_message)
-        worker.returned.connect(self._forward_returned)
         worker.errored.connect(self._forward_errored)
         # Direct: QThread.quit is thread-safe, and a queued call would never arrive while the GUI
         # thread blocks in wait() (closing the window mid-run).
@@ -210,10 +198,6 @@ class RunController(QObject):
     @Slot(object)
     def _forward_message(self, message: RunMessage) -> None:
         self.message.emit(message)
-
-    @Slot(object)
-    def _forward_returned(self, result: object) -> None:
-        self.returned.emit(result)
 
     @Slot(object)
     def _forward_errored(self, failure: RunFailure) -> None:

@@ -7,6 +7,14 @@ table). The workflow is turned into the API shape for the node types that matter
 walker reads both: it finds a sampler and follows its positive and negative inputs, through any
 intermediate nodes, to the text encoders' texts.
 
+Custom nodes are read by what they hold rather than by name: text inputs named `text`,
+`prompt`, `Text`, a primitive's `value` and the like (compared without case); switch nodes follow the
+input their selector picks, reroute-like nodes (one linked input) are passed through; seed nodes
+give their `seed`; a size string such as "1216 x 832 (landscape)" gives width and height. When no
+prompt can be traced, the sampler's own numbers (seed, steps, CFG, model) are still read. The
+editor's `workflow` names the widgets of unknown node types from its input list where it can, and
+its subgraphs (newer ComfyUI) are expanded into the graph as the API graph does (`outer:inner` ids).
+
 Graphs come from pictures anyone can make, so the walk is bounded: it visits at most
 `MAX_VISITS` nodes in all (a hostile graph could otherwise make it exponential or quadratic) and
 raises `GraphTooLarge` beyond that; node ids and links that are not plain strings or numbers are
@@ -15,6 +23,7 @@ ignored.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +54,17 @@ _NOT_CONDITIONING = {
     "noise",
 }
 _TEXT_INPUTS = ("text", "text_g", "text_l", "prompt", "string", "value", "text_positive")
+# The inputs a text encoder's own prompt may sit in, in the order they are joined.
+_OWN_TEXT = ("text_g", "text", "text_l", "populated_text", "prompt", "positive_prompt")
+# Switch nodes: an index picks `input1`, `text2`, `any_03`...; a boolean picks on_true/on_false.
+_SELECTORS = ("select", "selected", "index", "input", "switch", "select_index", "choice")
+_BOOLEANS = ("boolean", "condition", "switch", "enabled")
+_CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+_RE_SIZE = re.compile(r"(\d{2,5})\s*[x×X*]\s*(\d{2,5})")
+_SIZE_INPUTS = ("resolution", "dimensions", "size", "aspect_ratio", "resolution_preset")
+# Subgraph expansion bounds: nesting depth and nodes created in all.
+_MAX_SUBGRAPH_DEPTH = 8
+_MAX_EXPANDED_NODES = 20_000
 # Positional widget names of the editor's node types we read (ComfyUI's own nodes).
 _WIDGETS: dict[str, tuple[str, ...]] = {
     "KSampler": (
@@ -101,7 +121,8 @@ class GraphTooLarge(ValueError):
 @dataclass(frozen=True)
 class ComfyResult:
     """What a graph records. `seed` is the number as the graph has it (it may be out of range or
-    not whole: the caller decides); the other numbers are converted."""
+    not whole: the caller decides); the other numbers are converted. `scheduler` is ComfyUI's
+    scheduler name as recorded ("karras"); `node_id` and `node_type` name the sampler read."""
 
     prompt: str | None
     negative_prompt: str | None
@@ -112,6 +133,9 @@ class ComfyResult:
     sampler: str | None
     width: int | None
     height: int | None
+    scheduler: str | None = None
+    node_id: str | None = None
+    node_type: str | None = None
 
 
 def is_api_graph(value: object) -> bool:
@@ -123,14 +147,18 @@ def is_api_graph(value: object) -> bool:
     )
 
 
-def workflow_to_graph(workflow: object) -> Graph:
-    """The editor's `workflow` JSON in API shape; widgets of unknown node types are dropped."""
-    if not isinstance(workflow, dict):
+def api_nodes(value: object) -> Graph:
+    """The nodes of an API graph that also holds other entries (Civitai adds `extraMetadata`)."""
+    if not isinstance(value, dict):
         return {}
-    nodes = workflow.get("nodes")
-    if not isinstance(nodes, list):
-        return {}
-    links = workflow.get("links")
+    return {
+        str(k): n
+        for k, n in value.items()
+        if isinstance(n, dict) and isinstance(n.get("class_type"), str)
+    }
+
+
+def _link_table(links: object) -> dict[object, list[object]]:
     origin: dict[object, list[object]] = {}
     for link in links if isinstance(links, list) else []:
         if isinstance(link, list) and len(link) >= 3:
@@ -140,12 +168,78 @@ def workflow_to_graph(workflow: object) -> Graph:
             slot = link.get("origin_slot", 0)
         else:
             continue
-        if _is_id(link_id) and _is_id(node_id):
+        if _is_id(link_id) and _is_id(node_id) and isinstance(slot, int):
             origin[link_id] = [str(node_id), slot]
+    return origin
+
+
+def _widget_names(kind: str, node: dict[str, Any], widgets: list[Any]) -> list[str]:
+    """Names for a node's positional `widgets_values` ("" for a value not read).
+
+    ComfyUI's own node types have known names. For others, the editor lists widget inputs (with a
+    `widget` entry) in widget order; a seed-like widget is followed by its "control after
+    generate" value, which is skipped. A node with one text widget and nothing else is a text box.
+    """
+    names = _WIDGETS.get(kind)
+    if names is not None:
+        return list(names)
+    entries = node.get("inputs")
+    listed = [
+        e["name"]
+        for e in (entries if isinstance(entries, list) else [])
+        if isinstance(e, dict)
+        and isinstance(e.get("widget"), dict)
+        and isinstance(e.get("name"), str)
+    ]
+    if listed:
+        remaining = iter(listed)
+        out: list[str] = []
+        for value in widgets:
+            if out and "seed" in out[-1].casefold() and value in _CONTROL_VALUES:
+                out.append("")
+            else:
+                out.append(next(remaining, ""))
+        return out
+    strings = [w for w in widgets if isinstance(w, str) and w not in _CONTROL_VALUES]
+    if len(strings) == 1 and len(widgets) <= 2:
+        return ["text" if w is strings[0] else "" for w in widgets]  # text boxes of custom nodes
+    return []
+
+
+def _nodes_to_graph(
+    nodes: object,
+    links: object,
+    prefix: str,
+    subgraphs: dict[str, dict[str, Any]],
+    depth: int,
+    budget: list[int],
+    instance_outputs: dict[tuple[str, int], object],
+) -> tuple[Graph, dict[int, object]]:
+    """Nodes and links of one (sub)graph in API shape, node ids prefixed with `prefix`.
+
+    Returns the graph and, for a subgraph, where each of its outputs comes from. A link from the
+    subgraph's input node (id -10) becomes a link to node `<prefix>in`, which the caller replaces
+    by what feeds the instance; `instance_outputs` collects, for every subgraph instance expanded,
+    the node that feeds each of its output slots.
+    """
+    origin = _link_table(links)
+
+    def full(ref: list[object]) -> list[object]:
+        return [f"{prefix}in" if ref[0] == "-10" else f"{prefix}{ref[0]}", ref[1]]
+
+    own_outputs: dict[int, object] = {}
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("target_id") == -20:
+            source = origin.get(link.get("id")) if _is_id(link.get("id")) else None
+            if source is not None and isinstance(link.get("target_slot"), int):
+                own_outputs[link["target_slot"]] = full(source)
     graph: Graph = {}
-    for node in nodes:
+    for node in nodes if isinstance(nodes, list) else []:
         if not isinstance(node, dict) or not _is_id(node.get("id")):
             continue
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise GraphTooLarge(f"the workflow expands to more than {_MAX_EXPANDED_NODES:,} nodes")
         kind = node.get("type")
         kind = kind if isinstance(kind, str) else ""
         inputs: dict[str, Any] = {}
@@ -153,20 +247,80 @@ def workflow_to_graph(workflow: object) -> Graph:
         if isinstance(widgets, dict):
             inputs.update(widgets)
         elif isinstance(widgets, list):
-            names = _WIDGETS.get(kind)
-            if names is None and len(widgets) == 1 and isinstance(widgets[0], str):
-                names = ("text",)  # text boxes of custom nodes
-            inputs.update(zip(names or (), widgets, strict=False))
+            named = _widget_names(kind, node, widgets)
+            inputs.update((n, w) for n, w in zip(named, widgets, strict=False) if n)
         entries = node.get("inputs")
+        linked: list[object] = []
         for entry in entries if isinstance(entries, list) else []:
-            if (
-                isinstance(entry, dict)
-                and _is_id(entry.get("link"))
-                and entry["link"] in origin
-                and isinstance(entry.get("name"), str)
-            ):
-                inputs[entry["name"]] = origin[entry["link"]]
-        graph[str(node["id"])] = {"class_type": kind, "inputs": inputs, "mode": node.get("mode", 0)}
+            if not isinstance(entry, dict):
+                continue
+            link = entry.get("link")
+            ref = full(origin[link]) if _is_id(link) and link in origin else None
+            linked.append(ref)
+            if ref is not None and isinstance(entry.get("name"), str):
+                inputs[entry["name"]] = ref
+        node_id = f"{prefix}{node['id']}"
+        if kind in subgraphs and depth < _MAX_SUBGRAPH_DEPTH:
+            definition = subgraphs[kind]
+            inner, inner_outputs = _nodes_to_graph(
+                definition.get("nodes"),
+                definition.get("links"),
+                f"{node_id}:",
+                subgraphs,
+                depth + 1,
+                budget,
+                instance_outputs,
+            )
+            marker = f"{node_id}:in"
+
+            def fed(ref: object, marker: str = marker, linked: list[object] = linked) -> object:
+                if _is_link(ref) and ref[0] == marker:  # type: ignore[index]
+                    slot = ref[1]  # type: ignore[index]
+                    return linked[slot] if 0 <= slot < len(linked) else None
+                return ref
+
+            for inner_node in inner.values():
+                for name, value in list(inner_node["inputs"].items()):
+                    source = fed(value)
+                    if source is None:
+                        del inner_node["inputs"][name]
+                    else:
+                        inner_node["inputs"][name] = source
+            for slot, source in inner_outputs.items():
+                instance_outputs[(node_id, slot)] = fed(source)
+            graph.update(inner)
+            continue
+        graph[node_id] = {"class_type": kind, "inputs": inputs, "mode": node.get("mode", 0)}
+    return graph, own_outputs
+
+
+def workflow_to_graph(workflow: object) -> Graph:
+    """The editor's `workflow` JSON in API shape, subgraphs expanded; widgets are named as
+    `_widget_names` can, the others dropped."""
+    if not isinstance(workflow, dict):
+        return {}
+    nodes = workflow.get("nodes")
+    if not isinstance(nodes, list):
+        return {}
+    definitions = workflow.get("definitions")
+    listed = definitions.get("subgraphs") if isinstance(definitions, dict) else None
+    subgraphs = {
+        d["id"]: d
+        for d in (listed if isinstance(listed, list) else [])
+        if isinstance(d, dict) and isinstance(d.get("id"), str)
+    }
+    outputs: dict[tuple[str, int], object] = {}
+    budget = [_MAX_EXPANDED_NODES]
+    graph, _ = _nodes_to_graph(nodes, workflow.get("links"), "", subgraphs, 0, budget, outputs)
+    if outputs:  # links to an instance's output go to the inner node that feeds it
+        for node in graph.values():
+            for name, value in node["inputs"].items():
+                for _ in range(_MAX_SUBGRAPH_DEPTH + 1):  # through nested instances
+                    key = (str(value[0]), value[1]) if _is_link(value) else None
+                    if key not in outputs:
+                        break
+                    value = outputs[key]  # type: ignore[index]
+                node["inputs"][name] = value
     return graph
 
 
@@ -181,6 +335,7 @@ def _is_link(value: object) -> bool:
         and len(value) == 2
         and _is_id(value[0])
         and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
     )
 
 
@@ -189,6 +344,21 @@ def _order(node_id: str) -> tuple[float, ...]:
     if all(p.isdigit() for p in parts):
         return tuple(float(p) for p in parts)
     return (float("inf"),)
+
+
+def _lookup(inputs: dict[str, Any], names: tuple[str, ...]) -> list[Any]:
+    """The values of `names` among `inputs`, in the order of `names`, keys compared without case."""
+    folded: dict[str, Any] = {}
+    for key, value in inputs.items():
+        folded.setdefault(str(key).casefold(), value)
+    return [folded[n] for n in names if n in folded]
+
+
+def _size_of(text: object, name: str) -> int | None:
+    match = _RE_SIZE.search(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    return int(match.group(1 if name == "width" else 2))
 
 
 class _Walker:
@@ -209,6 +379,30 @@ class _Walker:
         inputs = node.get("inputs")
         return inputs if isinstance(inputs, dict) else {}
 
+    def chosen(self, inputs: dict[str, Any]) -> list[Any] | None:
+        """For a switch node, the one linked input its selector picks; for a reroute-like node
+        (exactly one linked input), that input; None for other nodes."""
+        linked = {k: v for k, v in inputs.items() if _is_link(v)}
+        if not linked:
+            return None
+        folded = {str(k).casefold(): v for k, v in linked.items()}
+        for name in _BOOLEANS:
+            flag = next(iter(_lookup(inputs, (name,))), None)
+            if isinstance(flag, bool) and ("on_true" in folded or "on_false" in folded):
+                pick = folded.get("on_true" if flag else "on_false")
+                return [pick] if pick is not None else []
+        for name in _SELECTORS:
+            index = next(iter(_lookup(inputs, (name,))), None)
+            if isinstance(index, int) and not isinstance(index, bool):
+                suffixes = (f"{index}", f"_{index}", f"_{index:02d}", f"{index:02d}")
+                for key, value in folded.items():
+                    if key.endswith(suffixes) and key.rstrip("0123456789_") != key:
+                        return [value]
+                return []
+        if len(linked) == 1:
+            return list(linked.values())
+        return None
+
     def string(self, value: object, depth: int = 0) -> str | None:
         """A literal string input, or the text of the node a linked string input comes from."""
         if isinstance(value, str):
@@ -217,49 +411,76 @@ class _Walker:
         if node is None or depth > _MAX_DEPTH:
             return None
         inputs = self.inputs(node)
-        for name in _TEXT_INPUTS:
-            if name in inputs:
-                text = self.string(inputs[name], depth + 1)
-                if text is not None:
-                    return text
+        for candidate in _lookup(inputs, _TEXT_INPUTS):
+            text = self.string(candidate, depth + 1)
+            if text is not None:
+                return text
+        for candidate in self.chosen(inputs) or ():
+            text = self.string(candidate, depth + 1)
+            if text is not None:
+                return text
         return None
 
     def number(self, value: object, names: tuple[str, ...], depth: int = 0) -> float | None:
-        """A literal number input, or one read from the node a linked input comes from."""
+        """A literal number input, or one read from the node a linked input comes from (a size
+        string there gives width or height)."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
         node = self.node(value)
         if node is None or depth > _MAX_DEPTH:
             return None
         inputs = self.inputs(node)
-        for name in (*names, "value", "int", "seed", "number"):
-            if name in inputs:
-                found = self.number(inputs[name], names, depth + 1)
-                if found is not None:
-                    return found
+        for candidate in _lookup(inputs, (*names, "value", "int", "seed", "number", "float")):
+            found = self.number(candidate, names, depth + 1)
+            if found is not None:
+                return found
+        for name in ("width", "height"):
+            if name in names:
+                for text in _lookup(inputs, _SIZE_INPUTS):
+                    size = _size_of(self.string(text, depth + 1), name)
+                    if size is not None:
+                        return size
+        for candidate in self.chosen(inputs) or ():
+            found = self.number(candidate, names, depth + 1)
+            if found is not None:
+                return found
         return None
 
-    def texts(self, ref: object, depth: int = 0, seen: set[str] | None = None) -> list[str]:
-        """Every prompt text that feeds the conditioning coming out of `ref`, in graph order."""
+    def texts(
+        self,
+        ref: object,
+        depth: int = 0,
+        seen: set[str] | None = None,
+        side: str = "positive",
+    ) -> list[str]:
+        """Every prompt text that feeds the conditioning coming out of `ref`, in graph order;
+        `side` says which of the sampler's inputs is being traced ("positive" or "negative")."""
         seen = set() if seen is None else seen
         node = self.node(ref)
         if node is None or depth > _MAX_DEPTH or str(ref[0]) in seen:  # type: ignore[index]
             return []
         seen.add(str(ref[0]))  # type: ignore[index]
         inputs = self.inputs(node)
-        own = [self.string(inputs[name]) for name in ("text_g", "text", "text_l") if name in inputs]
+        own = [self.string(value) for value in _lookup(inputs, _OWN_TEXT)]
         own = [t for t in own if t is not None]
         if own:
             return own
         slot = ref[1]  # type: ignore[index]
-        # Nodes such as ControlNetApplyAdvanced pass positive out of slot 0 and negative out of slot
-        # 1.
         if "positive" in inputs and "negative" in inputs:
-            return self.texts(inputs["negative" if slot == 1 else "positive"], depth + 1, seen)
+            chosen_side = inputs[side]
+            if isinstance(chosen_side, str):  # a loader holding both prompts (Efficient Loader)
+                return [chosen_side]
+            # Nodes such as ControlNetApplyAdvanced pass positive out of slot 0 and negative out
+            # of slot 1.
+            following = inputs["negative" if slot == 1 else "positive"]
+            return self.texts(following, depth + 1, seen, side)
+        chosen = self.chosen(inputs)
+        if chosen is not None and len(chosen) <= 1:
+            return self.texts(chosen[0], depth + 1, seen, side) if chosen else []
         found: list[str] = []
         for name, value in inputs.items():
             if name not in _NOT_CONDITIONING and _is_link(value):
-                found.extend(self.texts(value, depth + 1, seen))
+                found.extend(self.texts(value, depth + 1, seen, side))
         return found
 
     def follow(
@@ -295,12 +516,14 @@ def _is_sampler(node: dict[str, Any]) -> bool:
 
 
 def read_graph(graph: Graph) -> ComfyResult | None:
-    """Prompt, negative prompt, seed, model and settings of the first sampler with a prompt.
+    """Prompt, negative prompt, seed, model and settings of the first sampler with a prompt, or,
+    when no sampler's prompt can be traced, the first sampler's own settings without one.
 
     Raises `GraphTooLarge` when the graph needs more than `MAX_VISITS` node visits.
     """
     walk = _Walker(graph)
     samplers = sorted((i for i, n in graph.items() if _is_sampler(n)), key=_order)
+    untraced: ComfyResult | None = None
     for node_id in samplers:
         inputs = walk.inputs(graph[node_id])
         source = inputs
@@ -309,12 +532,16 @@ def read_graph(graph: Graph) -> ComfyResult | None:
             source = walk.inputs(guider)
         positive_ref = source.get("positive", source.get("conditioning", source.get("cond1")))
         prompt = _join(walk.texts(positive_ref))
-        if prompt is None:
+        if prompt is None and untraced is not None:
             continue
-        negative = _join(walk.texts(source.get("negative"))) if "negative" in source else None
-        return ComfyResult(
+        kind = graph[node_id].get("class_type")
+        result = ComfyResult(
             prompt=prompt,
-            negative_prompt=negative,
+            negative_prompt=(
+                _join(walk.texts(source.get("negative"), side="negative"))
+                if prompt is not None and "negative" in source
+                else None
+            ),
             seed=_seed(walk, inputs),
             model=_model(walk, inputs, graph),
             steps=_int(_steps(walk, inputs)),
@@ -322,8 +549,14 @@ def read_graph(graph: Graph) -> ComfyResult | None:
             sampler=_sampler_name(walk, inputs),
             width=_int(_size(walk, inputs, "width")),
             height=_int(_size(walk, inputs, "height")),
+            scheduler=_scheduler_name(walk, inputs),
+            node_id=node_id,
+            node_type=kind if isinstance(kind, str) else None,
         )
-    return None
+        if prompt is not None:
+            return result
+        untraced = result
+    return untraced
 
 
 def _seed(walk: _Walker, inputs: dict[str, Any]) -> float | None:
@@ -353,6 +586,13 @@ def _sampler_name(walk: _Walker, inputs: dict[str, Any]) -> str | None:
     return walk.string(walk.inputs(select)["sampler_name"]) if select else None
 
 
+def _scheduler_name(walk: _Walker, inputs: dict[str, Any]) -> str | None:
+    if "scheduler" in inputs:
+        return walk.string(inputs["scheduler"])
+    schedule = walk.follow(inputs.get("sigmas"), ("scheduler",), ())
+    return walk.string(walk.inputs(schedule)["scheduler"]) if schedule else None
+
+
 def _model(walk: _Walker, inputs: dict[str, Any], graph: Graph) -> str | None:
     names = ("ckpt_name", "unet_name")
     guider = walk.node(inputs.get("guider"))
@@ -371,8 +611,26 @@ def _model(walk: _Walker, inputs: dict[str, Any], graph: Graph) -> str | None:
 
 
 def _size(walk: _Walker, inputs: dict[str, Any], name: str) -> float | None:
-    latent = walk.follow(inputs.get("latent_image"), ("width", "height"), ("samples", "latent"))
-    return walk.number(walk.inputs(latent)[name], (name,)) if latent else None
+    """Width or height of the latent a sampler starts from: an empty-latent node's numbers, or a
+    size string ("1216 x 832 (landscape)") of a custom latent or resolution node."""
+    ref = inputs.get("latent_image")
+    seen: set[str] = set()
+    for _ in range(_MAX_DEPTH):
+        node = walk.node(ref)
+        if node is None or str(ref[0]) in seen:  # type: ignore[index]
+            return None
+        seen.add(str(ref[0]))  # type: ignore[index]
+        node_inputs = walk.inputs(node)
+        for prefix in ("", "empty_latent_"):  # Efficient Loader holds the latent's size
+            if f"{prefix}width" in node_inputs and f"{prefix}height" in node_inputs:
+                return walk.number(node_inputs[f"{prefix}{name}"], (name,))
+        for text in _lookup(node_inputs, _SIZE_INPUTS):
+            size = _size_of(walk.string(text), name)
+            if size is not None:
+                return size
+        via = ("samples", "latent", "latent_image", "pixels")
+        ref = next((node_inputs[n] for n in via if _is_link(node_inputs.get(n))), None)
+    return None
 
 
 def _int(value: float | None) -> int | None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from demofusion_app.engine.errors import UserError
+
 SUPPORTED_FORMATS = "PNG, JPEG or WebP (TIFF, BMP and GIF also work)"
 BACKGROUND = (255, 255, 255)
 DEFAULT_MAX_PIXELS = 16384 * 16384
@@ -33,7 +35,7 @@ class _ModeError(ValueError):
     """A colour mode Pillow cannot turn into RGB (LAB, HSV, exotic TIFF layouts)."""
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """A picture that cannot be opened or saved; the one-line message names the file and the fix."""
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
@@ -266,7 +268,9 @@ def _wide_to_l(img: Image.Image) -> Image.Image:
     return out
 
 
-def _write_error(path: Path, exc: OSError) -> ImageError:
+def write_error(path: Path, exc: OSError) -> ImageError:
+    """The ImageError for a file that could not be written: what went wrong, in plain words, and
+    what to do (the same words for every file a run writes)."""
     name = _name(path)
     code = exc.errno
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
@@ -332,7 +336,7 @@ def save_png_atomic(
             raise ImageError(
                 f"Could not save {_name(path)}: the file already exists; choose another name.", path
             ) from exc
-        raise _write_error(path, exc) from exc
+        raise write_error(path, exc) from exc
     except BaseException:
         _remove_quietly(tmp)
         raise

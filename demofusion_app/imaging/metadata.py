@@ -2,9 +2,10 @@
 
 We write two PNG text chunks: `parameters`, the A1111-style text every image site and tool
 understands, and `demofusion`, our own JSON with the whole request and the library versions. We read
-ours, A1111's (PNG text or the EXIF UserComment of JPEG and WebP), ComfyUI's graphs, InvokeAI's JSON
-(and its two older formats) and Fooocus's (JSON or A1111 text, told apart by its `fooocus_scheme`
-key).
+ours and every other tool's we know, one reader per tool in `demofusion_app.imaging.readers`
+(A1111 and its forks, also from the stealth bits in the pixels; ComfyUI's graphs; SwarmUI;
+InvokeAI; Fooocus and RuinedFooocus; NovelAI; Civitai's generator), and choose the richest
+consistent record among those a picture holds.
 
 A1111 text, as A1111 itself reads it: prompt lines; then, from a line that starts with `Negative
 prompt:`, negative prompt lines; then one last line of `Key: value` pairs separated by commas, where
@@ -16,13 +17,11 @@ stripping through `parameters`.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import logging
 import re
-import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata as _dist
 from pathlib import Path
 from typing import Any
@@ -30,39 +29,53 @@ from typing import Any
 from PIL import Image
 
 from demofusion_app import APP_NAME, __version__
-from demofusion_app.engine.request import MAX_PROMPT_CHARS, MAX_SEED
-from demofusion_app.imaging import comfyui
+from demofusion_app.engine.request import MAX_PROMPT_CHARS
 from demofusion_app.imaging.images import (
     DEFAULT_MAX_PIXELS,
     check_readable,
     open_error,
     pixel_limit,
 )
+from demofusion_app.imaging.readers import READERS, stealth
+from demofusion_app.imaging.readers.a1111 import RE_PARAM as _RE_PARAM
+from demofusion_app.imaging.readers.a1111 import param_pairs as _param_pairs
+from demofusion_app.imaging.readers.a1111 import parse_a1111
+from demofusion_app.imaging.readers.chunks import Chunks, chunks_of, decode_user_comment
+from demofusion_app.imaging.readers.invokeai import (
+    split_bracket_negative as _split_bracket_negative,
+)
+from demofusion_app.imaging.readers.record import (
+    MAX_JSON_CHARS,
+    MAX_PARAMETERS_CHARS,
+    SOURCE_NAMES,
+    SOURCES,
+    FoundMetadata,
+)
+
+__all__ = [
+    "MAX_JSON_CHARS",
+    "MAX_PARAMETERS_CHARS",
+    "SOURCES",
+    "_RE_PARAM",
+    "FileRecord",
+    "FoundMetadata",
+    "_param_pairs",
+    "_split_bracket_negative",
+    "a1111_parameters",
+    "decode_user_comment",
+    "parse_a1111",
+    "png_text_chunks",
+    "read_metadata",
+]
 
 PARAMETERS_KEY = "parameters"
 OUR_KEY = "demofusion"
 FORMAT_VERSION = 1
 
-SOURCES = ("demofusion", "a1111", "comfyui", "invokeai", "fooocus", "none")
-_SOURCE_NAMES = {
-    "demofusion": APP_NAME,
-    "a1111": "A1111",
-    "comfyui": "ComfyUI",
-    "invokeai": "InvokeAI",
-    "fooocus": "Fooocus",
-}
-
-# A1111's rules for the last line (modules/infotext_utils.py): a key is a word character followed
-# by word characters, spaces, hyphens or slashes; a value is a JSON string or runs to a comma.
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_RE_SIZE = re.compile(r"^(\d+)x(\d+)$")
+# A1111's rules for a key of the last line (modules/infotext_utils.py): a word character followed
+# by word characters, spaces, hyphens or slashes.
 _RE_KEY = re.compile(r"^\w[\w \-/]+$")
 _NEGATIVE = "Negative prompt:"
-
-_EXIF_IFD = 0x8769
-_USER_COMMENT = 0x9286
-_MAKER_NOTE = 0x927C
-_SOFTWARE = 0x0131
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -346,323 +359,18 @@ def png_text_chunks(
 
 # --- reading ------------------------------------------------------------------------------------
 
-# Anyone can make a picture, so reading one is bounded (issue 14). Texts read by the A1111 parser
-# or as an InvokeAI `Dream` command line are at most MAX_PARAMETERS_CHARS long: two prompts at the
-# prompt cap and a line of settings fit with room to spare. JSON (ours, ComfyUI's graphs, InvokeAI's,
-# Fooocus's) may be longer, as big ComfyUI workflows are, up to MAX_JSON_CHARS. A longer text is
-# ignored with a warning. Pillow itself refuses a compressed PNG text chunk (zTXt, iTXt) that
-# inflates past `PngImagePlugin.MAX_TEXT_CHUNK` (1 MiB) and stops at 64 MiB of text per file, so
-# reading never inflates without bound; every parser below is linear in its text.
-MAX_PARAMETERS_CHARS = 64 * 1024
-MAX_JSON_CHARS = 4 * 1024 * 1024
+# Anyone can make a picture, so reading one is bounded. Texts read by the A1111 parser or as an
+# InvokeAI `Dream` command line are at most MAX_PARAMETERS_CHARS long: two prompts at the prompt
+# cap and a line of settings fit with room to spare. JSON (ours, ComfyUI's graphs, other tools')
+# may be longer, as big ComfyUI workflows are, up to MAX_JSON_CHARS. A longer text is ignored with
+# a warning. Pillow itself refuses a compressed PNG text chunk (zTXt, iTXt) that inflates past
+# `PngImagePlugin.MAX_TEXT_CHUNK` (1 MiB) and stops at 64 MiB of text per file, so reading never
+# inflates without bound; every parser is linear in its text, and the stealth bits are read only
+# from a picture within the pixel limit, to the length the picture can hold.
 
 _log = logging.getLogger(__name__)
 
-_RE_SPACE = re.compile(r"\s*")
-_RE_WORD = re.compile(r"\w")
-_RE_KEY_REST = re.compile(r"[\w \-/]*")
-_RE_BRACKETED = re.compile(r"\[([^\[\]]*)\]")
-_RE_WHOLE = re.compile(r"[+-]?\d+")
-
-
-def _unquote(value: str) -> str:
-    if len(value) < 2 or value[0] != '"' or value[-1] != '"':
-        return value
-    try:
-        loaded = json.loads(value)
-    except (ValueError, RecursionError):
-        return value
-    return loaded if isinstance(loaded, str) else value
-
-
-def _param_pairs(line: str) -> list[tuple[str, str]]:
-    """`_RE_PARAM.findall(line)`, in time linear in the line.
-
-    `findall` tries the pattern at every position; where a key's run of word characters, spaces,
-    hyphens and slashes is not followed by a colon, it fails again from each position inside the
-    run, rescanning it each time: quadratic on a long prompt. Every start inside such a run fails
-    the same way (the run ends at the same place), so the scan skips to its end. A start where the
-    key is followed by a colon always matches (a value may be empty).
-    """
-    pairs: list[tuple[str, str]] = []
-    pos, end = 0, len(line)
-    while pos < end:
-        match = _RE_PARAM.match(line, pos)
-        if match:
-            pairs.append((match.group(1), match.group(2)))
-            pos = match.end()
-            continue
-        start = _RE_SPACE.match(line, pos).end()  # type: ignore[union-attr]
-        if start < end and _RE_WORD.match(line, start):  # past the run of key characters
-            pos = _RE_KEY_REST.match(line, start + 1).end()  # type: ignore[union-attr]
-            continue
-        pos = start + 1
-    return pairs
-
-
-def parse_a1111(text: str) -> dict[str, str]:
-    """Parse A1111 `parameters` text by A1111's rules into strings.
-
-    Gives `Prompt`, `Negative prompt` and every `Key: value` of the last line (quoted values
-    unquoted); a `WxH` value such as `Size: 1024x768` becomes `Size-1` = "1024" and `Size-2` = "768"
-    as in A1111. Time is linear in the text; `read_metadata` also refuses texts over
-    `MAX_PARAMETERS_CHARS` before they get here.
-    """
-    *lines, last = text.strip().split("\n")
-    pairs = _param_pairs(last)
-    if len(pairs) < 3:
-        lines.append(last)
-        pairs = []
-    prompt: list[str] = []
-    negative: list[str] = []
-    in_negative = False
-    for raw_line in lines:
-        line = raw_line.strip()
-        if line.startswith(_NEGATIVE):
-            in_negative = True
-            line = line[len(_NEGATIVE) :].strip()
-        (negative if in_negative else prompt).append(line)
-    result: dict[str, str] = {}
-    for key, raw_value in pairs:
-        value = _unquote(raw_value)
-        size = _RE_SIZE.match(value)
-        if size:
-            result[f"{key}-1"], result[f"{key}-2"] = size.group(1), size.group(2)
-        else:
-            result[key] = value
-    result["Prompt"] = "\n".join(prompt)
-    result["Negative prompt"] = "\n".join(negative)
-    return result
-
-
-@dataclass(frozen=True)
-class FoundMetadata:
-    """What a picture says about how it was made; fields it does not record are None.
-
-    `source` names the format: "demofusion", "a1111", "comfyui", "invokeai", "fooocus" or "none".
-    `raw` holds the decoded entries it was read from (chunk or EXIF name -> parsed JSON or A1111
-    fields); `request` is our full request dict (`Request.from_dict` reads it) when the picture is
-    ours. Width and height are the sizes the metadata records, not the picture's own.
-
-    `warnings` are one-line messages, ready to show, about what the picture records but could not
-    be used, each naming where it came from. A value they describe is left out (None, and left out
-    of `request` too): a prompt or negative prompt longer than `MAX_PROMPT_CHARS`; a seed that is
-    not a whole number from 0 to `MAX_SEED` ("The picture's metadata (A1111) has seed -5, which is
-    out of range; a new seed will be used." -- the caller then draws a new seed and shows this);
-    a text too long to parse, JSON nested too deeply, a ComfyUI graph too large to walk (that
-    source is then skipped as if absent). `read_metadata` also logs each one.
-    """
-
-    source: str = "none"
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    model: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    width: int | None = None
-    height: int | None = None
-    sampler: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-    request: dict[str, Any] | None = field(default=None, compare=False)
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def found(self) -> bool:
-        return self.source != "none"
-
-    def describe(self) -> str:
-        """One line for the screen: which tool's metadata was found and what it gave."""
-        if not self.found:
-            return "No generation metadata found in this picture."
-        parts = []
-        if self.prompt:
-            parts.append("prompt")
-        if self.negative_prompt:
-            parts.append("negative prompt")
-        if self.seed is not None:
-            parts.append(f"seed {self.seed}")
-        if self.model:
-            parts.append(f"model {self.model}")
-        if self.steps is not None:
-            parts.append(f"{self.steps} steps")
-        what = ", ".join(parts) if parts else "no prompt or seed"
-        return f"{_SOURCE_NAMES[self.source]} metadata: {what}."
-
-
-def _as_int(value: object) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _as_float(value: object) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(str(value).strip()) if not isinstance(value, (int, float)) else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _whole_number(value: object) -> int | None:
-    """`value` as an int when it is a whole number (an int, an integral float, digits), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None  # False for inf and nan
-    if isinstance(value, str) and _RE_WHOLE.fullmatch(value.strip()):
-        try:
-            return int(value.strip())
-        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
-            return None
-    return None
-
-
-def _shown(value: object) -> str:
-    try:
-        text = str(value) if isinstance(value, (int, float, str)) else type(value).__name__
-    except ValueError:  # an int too long to print
-        text = "a number too long to print"
-    return text if len(text) <= 40 else text[:39] + "…"
-
-
-def _seed(value: object, source: str, notes: list[str]) -> int | None:
-    """A recorded seed the engine can use, or None; one that is not usable adds a warning."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    seed = _whole_number(value)
-    if seed is not None and 0 <= seed <= MAX_SEED:
-        return seed
-    problem = "is not a whole number" if seed is None else "is out of range"
-    notes.append(
-        f"The picture's metadata ({_SOURCE_NAMES[source]}) has seed {_shown(value)}, which "
-        f"{problem}; a new seed will be used."
-    )
-    return None
-
-
-def _short_enough(text: str, what: str, limit: int, notes: list[str]) -> bool:
-    """False, with a warning, for a text longer than `limit` characters: it is not parsed."""
-    if len(text) <= limit:
-        return True
-    notes.append(
-        f"The picture's {what} is {len(text):,} characters long, more than the {limit:,} that "
-        "are read; it was ignored."
-    )
-    return False
-
-
-def _load_json(text: object, what: str, notes: list[str]) -> Any:
-    """Parsed JSON, or None for text that is not JSON or that is too long or too deeply nested."""
-    if not isinstance(text, str) or not text.lstrip().startswith(("{", "[")):
-        return None
-    if not _short_enough(text, what, MAX_JSON_CHARS, notes):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-    except (RecursionError, MemoryError):  # '[' * 100000 and the like: corrupt, not an error
-        notes.append(f"The picture's {what} is nested too deeply to read; it was ignored.")
-        return None
-
-
-def decode_user_comment(value: object) -> str | None:
-    """The text of an EXIF UserComment: 8-byte charset prefix (UNICODE, ASCII, JIS or none) + body.
-
-    UNICODE bodies are UTF-16; A1111 writes big-endian, other tools little-endian, so a byte-order
-    mark decides, else where the zero bytes of ASCII characters sit; a body without zero bytes is
-    read as UTF-8.
-    """
-    if isinstance(value, str):
-        return value.rstrip("\x00") or None
-    if not isinstance(value, (bytes, bytearray)):
-        return None
-    data = bytes(value)
-    prefix, body = data[:8], data[8:]
-    if prefix == b"UNICODE\x00":
-        text = _decode_utf16(body)
-    elif prefix == b"ASCII\x00\x00\x00":
-        text = body.decode("ascii", errors="replace")
-    elif prefix == b"JIS\x00\x00\x00\x00\x00":
-        text = body.decode("shift_jis", errors="replace")
-    elif prefix == b"\x00" * 8:
-        text = (
-            _decode_utf16(body)
-            if body.count(0) > len(body) // 4
-            else body.decode("utf-8", "replace")
-        )
-    else:
-        text = data.decode("utf-8", errors="replace")
-    text = text.rstrip("\x00").strip()
-    return text or None
-
-
-def _decode_utf16(body: bytes) -> str:
-    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return body.decode("utf-16", errors="replace")
-    if body and 0 not in body:
-        return body.decode("utf-8", errors="replace")
-    body = body[: len(body) // 2 * 2]
-    zeros_even = body[0::2].count(0)
-    zeros_odd = body[1::2].count(0)
-    # ASCII in UTF-16 big-endian has its zero byte first (even offsets), little-endian second
-    encoding = "utf-16-le" if zeros_odd > zeros_even else "utf-16-be"
-    return body.decode(encoding, errors="replace")
-
-
-def _exif_entries(image: Image.Image) -> dict[str, Any]:
-    """The EXIF entries that carry generation data, decoded (UserComment, MakerNote, graphs)."""
-    found: dict[str, Any] = {}
-    try:
-        exif = image.getexif()
-    except Exception:  # a malformed EXIF block is no metadata, not an error
-        return found
-    try:
-        exif_ifd = exif.get_ifd(_EXIF_IFD)
-    except Exception:
-        exif_ifd = {}
-    comment = decode_user_comment(exif_ifd.get(_USER_COMMENT)) or decode_user_comment(
-        exif.get(_USER_COMMENT)
-    )
-    if comment:
-        found["UserComment"] = comment
-    for tag, name in ((_MAKER_NOTE, "MakerNote"), (_SOFTWARE, "Software")):
-        value = exif_ifd.get(tag, exif.get(tag))
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", errors="replace")
-        if isinstance(value, str) and value.strip("\x00 "):
-            found[name] = value.strip("\x00 ")
-    # ComfyUI's WebP savers put "prompt:{json}" and "workflow:{json}" into IFD0 text tags; the
-    # JSON is parsed once, later, where its size and depth are checked
-    for value in exif.values():
-        if isinstance(value, str) and ":" in value:
-            key, _, rest = value.partition(":")
-            if key.lower() in ("prompt", "workflow") and rest.lstrip().startswith(("{", "[")):
-                found[key.lower()] = rest
-    return found
-
-
-def _texts(image: Image.Image) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    for key, value in image.info.items():
-        if isinstance(value, str):
-            texts[str(key)] = value
-        elif key == "comment" and isinstance(value, bytes):  # JPEG COM marker
-            texts["comment"] = value.decode("utf-8", errors="replace")
-    return texts
-
-
+# Chunk and EXIF names some reader reads; a picture with none of them is checked for stealth bits.
 _KNOWN_KEYS = (
     OUR_KEY,
     PARAMETERS_KEY,
@@ -671,11 +379,36 @@ _KNOWN_KEYS = (
     "invokeai_metadata",
     "sd-metadata",
     "Dream",
+    "Comment",
+    "extraMetadata",
 )
+_KNOWN_EXIF = ("UserComment", "prompt", "workflow")
+# Values tools write for a field the artist never set.
+_PLACEHOLDERS = {"", "unknown", "none", "null", "undefined", "n/a"}
+_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "guidance",
+    "width",
+    "height",
+    "model",
+    "sampler",
+)
+# Warnings about one record's values (its seed, its sampler), kept only for the record used;
+# the others (a text too long, JSON nested too deeply, a graph too large) are about the file.
+_RECORD_NOTES = ("The picture's metadata (", "The picture's sampler")
 
 
 def read_metadata(path_or_image: str | Path | Image.Image) -> FoundMetadata:
     """Find the generation metadata of a picture file or an opened image (e.g. from `open_image`).
+
+    Every reader in `readers.READERS` is tried; of the records found, the one with the most
+    values that are real (not a tool's placeholder such as "unknown", seed 0 or 512x512 where
+    another record disagrees) is used, ties going to the earlier reader. `origin` says where the
+    values came from and `passed_over` which other records there were. A1111 stealth text in the
+    pixels is read when the file holds no other metadata.
 
     Raises `ImageError` when a path cannot be opened as a picture; a picture without metadata gives
     `FoundMetadata(source="none")`. Hostile metadata (huge, deeply nested, out of range) does not
@@ -685,86 +418,132 @@ def read_metadata(path_or_image: str | Path | Image.Image) -> FoundMetadata:
     gives `ImageError` like any damaged picture (`open_image` refuses it the same way).
     """
     if isinstance(path_or_image, Image.Image):
-        return _read(_texts(path_or_image), _exif_entries(path_or_image))
+        chunks = chunks_of(path_or_image)
+        small = _within_pixel_limit(path_or_image)
+        if small and _needs_stealth(chunks, path_or_image.format):
+            _add_stealth(chunks, path_or_image)
+        return _read(chunks)
     path = check_readable(path_or_image)
     try:
         with Image.open(path) as img:
-            texts = _texts(img)
-            small = img.width * img.height <= pixel_limit(DEFAULT_MAX_PIXELS)
-            if img.format == "PNG" and small and not any(k in texts for k in _KNOWN_KEYS):
+            chunks = chunks_of(img)
+            small = _within_pixel_limit(img)
+            if img.format == "PNG" and small and not _holds_known(chunks):
                 try:  # text chunks may follow the pixel data; they are only read on decoding
                     img.load()
-                    texts = _texts(img)
+                    chunks = chunks_of(img)
                 except Exception:
                     pass
-            exif = _exif_entries(img)
+            if small and _needs_stealth(chunks, img.format):
+                _add_stealth(chunks, img)
     except Exception as exc:
         raise open_error(path, exc) from exc
-    return _read(texts, exif)
+    return _read(chunks)
 
 
-def _read(texts: dict[str, str], exif: dict[str, Any]) -> FoundMetadata:
-    notes: list[str] = []
+def _within_pixel_limit(image: Image.Image) -> bool:
+    return image.width * image.height <= pixel_limit(DEFAULT_MAX_PIXELS)
+
+
+def _holds_known(chunks: Chunks) -> bool:
+    return any(chunks.text(k) is not None for k in _KNOWN_KEYS) or any(
+        k in chunks.exif for k in _KNOWN_EXIF
+    )
+
+
+def _needs_stealth(chunks: Chunks, fmt: str | None) -> bool:
+    # lossy formats destroy the low bits; a picture with other metadata is read from that
+    return fmt in (None, "PNG", "WEBP") and not _holds_known(chunks)
+
+
+def _add_stealth(chunks: Chunks, image: Image.Image) -> None:
     try:
-        found = _find(texts, exif, notes)
-    except (RecursionError, MemoryError):  # a last guard; each source is checked on its own too
-        notes.append("The picture's metadata is nested too deeply to read; it was ignored.")
-        found = FoundMetadata()
+        found = stealth.read_stealth(image)
+    except Exception:  # truncated or undecodable pixels hold no stealth text
+        found = None
+    if found is not None:
+        chunks.stealth, chunks.stealth_origin = found
+
+
+def _read(chunks: Chunks) -> FoundMetadata:
+    notes: list[str] = []
+    candidates: list[tuple[FoundMetadata, list[str]]] = []
+    for reader in READERS:
+        own: list[str] = []
+        try:
+            found = reader(chunks, own)
+        except (RecursionError, MemoryError):  # a last guard; each source is checked on its own
+            own.append("The picture's metadata is nested too deeply to read; it was ignored.")
+            found = None
+        if found is None:
+            notes.extend(n for n in own if not n.startswith(_RECORD_NOTES))
+        else:
+            candidates.append((found, own))
+    found = _choose(candidates, notes)
     found = _without_long_prompts(found, notes)
     warnings = tuple(dict.fromkeys(notes))  # a text tried by two readers is reported once
     for warning in warnings:
         _log.warning("%s", warning)
-    return dataclasses.replace(found, warnings=warnings) if warnings else found
+    return dataclasses.replace(found, warnings=warnings)
 
 
-def _find(texts: dict[str, str], exif: dict[str, Any], notes: list[str]) -> FoundMetadata:
-    ours = _load_json(texts.get(OUR_KEY), f'"{OUR_KEY}" text', notes)
-    if isinstance(ours, dict) and isinstance(ours.get("request"), dict):
-        return _from_ours(ours, notes)
-    scheme = texts.get("fooocus_scheme")
-    if scheme is not None and PARAMETERS_KEY in texts:
-        found = _from_fooocus(texts[PARAMETERS_KEY], scheme, PARAMETERS_KEY, notes)
-        if found is not None:
-            return found
-    for key in ("invokeai_metadata", "sd-metadata", "Dream"):
-        if key in texts:
-            found = _from_invokeai(key, texts[key], notes)
-            if found is not None:
-                return found
-    parameters = texts.get(PARAMETERS_KEY)
-    if parameters is not None:
-        what = f'"{PARAMETERS_KEY}" text'
-        loaded = _load_json(parameters, what, notes)
-        if isinstance(loaded, dict):  # Fooocus JSON written without its scheme key
-            found = _fooocus_json(loaded, PARAMETERS_KEY, notes)
-        else:
-            found = _from_a1111(parameters, PARAMETERS_KEY, what, notes)
-        if found is not None:
-            return found
-    graph_found = _from_comfyui(
-        texts.get("prompt", exif.get("prompt")), texts.get("workflow", exif.get("workflow")), notes
+def _real(value: object) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().casefold() not in _PLACEHOLDERS
+    return True
+
+
+def _score(found: FoundMetadata, others: list[FoundMetadata]) -> int:
+    """How many of the record's values are real: set, not a placeholder, and not a tool's default
+    (seed 0, 512x512) where another record of the picture says otherwise."""
+    score = sum(_real(getattr(found, name)) for name in _FIELDS)
+    if found.seed == 0 and any(o.seed not in (None, 0) for o in others):
+        score -= 2  # not counted, and held against it
+    size = (found.width, found.height)
+    if size == (512, 512) and any(
+        o.width is not None and (o.width, o.height) != size for o in others
+    ):
+        score -= 4
+    return score
+
+
+def _choose(candidates: list[tuple[FoundMetadata, list[str]]], notes: list[str]) -> FoundMetadata:
+    """The richest consistent record (see `read_metadata`); the others' file notes are kept."""
+    if not candidates:
+        return FoundMetadata()
+    records = [c[0] for c in candidates]
+    if records[0].source == "demofusion":
+        best = 0  # ours records the whole request: nothing else in the file outranks it
+    else:
+        scores = [_score(r, records[:i] + records[i + 1 :]) for i, r in enumerate(records)]
+        best = max(range(len(records)), key=lambda i: (scores[i], -i))
+    chosen, chosen_notes = candidates[best]
+    notes.extend(chosen_notes)
+    passed: list[str] = []
+    for index, (other, other_notes) in enumerate(candidates):
+        if index == best:
+            continue
+        notes.extend(n for n in other_notes if not n.startswith(_RECORD_NOTES))
+        if not any(_real(getattr(other, name)) for name in _FIELDS):
+            continue
+        passed.append(other.origin or other.source)
+        if _disagree(chosen, other):
+            notes.append(
+                f"The picture's {other.origin or other.source} disagrees with its "
+                f"{chosen.origin or chosen.source}; the values from the latter are used."
+            )
+    return dataclasses.replace(chosen, passed_over=tuple(dict.fromkeys(passed)))
+
+
+def _disagree(one: FoundMetadata, other: FoundMetadata) -> bool:
+    return any(
+        _real(getattr(one, name))
+        and _real(getattr(other, name))
+        and getattr(one, name) != getattr(other, name)
+        for name in ("prompt", "seed")
     )
-    if graph_found is not None:
-        return graph_found
-    comment = exif.get("UserComment")
-    if comment:
-        what = "EXIF UserComment"
-        # Fooocus names its scheme in MakerNote; a JSON comment is Fooocus's own scheme
-        maker_note = str(exif.get("MakerNote", "")).lower()
-        loaded = None if maker_note in ("fooocus", "a1111") else _load_json(comment, what, notes)
-        if maker_note in ("fooocus", "a1111"):
-            found = _from_fooocus(comment, maker_note, "exif:UserComment", notes)
-        elif isinstance(loaded, dict):
-            found = _fooocus_json(loaded, "exif:UserComment", notes)
-        else:
-            found = _from_a1111(comment, "exif:UserComment", what, notes)
-        if found is not None:
-            return found
-    if "comment" in texts:
-        found = _from_a1111(texts["comment"], "comment", "comment", notes, strict=True)
-        if found is not None:
-            return found
-    return FoundMetadata()
 
 
 def _without_long_prompts(found: FoundMetadata, notes: list[str]) -> FoundMetadata:
@@ -778,7 +557,7 @@ def _without_long_prompts(found: FoundMetadata, notes: list[str]) -> FoundMetada
         if not isinstance(text, str) or len(text) <= MAX_PROMPT_CHARS:
             continue
         notes.append(
-            f"The picture's metadata ({_SOURCE_NAMES[found.source]}) has {label} of "
+            f"The picture's metadata ({SOURCE_NAMES[found.source]}) has {label} of "
             f"{len(text):,} characters, more than the {MAX_PROMPT_CHARS:,} allowed; it was ignored."
         )
         changes[name] = None
@@ -787,230 +566,3 @@ def _without_long_prompts(found: FoundMetadata, notes: list[str]) -> FoundMetada
     if not changes:
         return found
     return dataclasses.replace(found, request=request, **changes)
-
-
-def _from_ours(data: dict[str, Any], notes: list[str]) -> FoundMetadata:
-    request = dict(data["request"])
-    seed = _seed(data.get("seed", request.get("seed")), "demofusion", notes)
-    # the request is what a face restores: a seed there that is not usable goes too
-    if request.get("seed") is not None and _seed(request["seed"], "demofusion", notes) is None:
-        request.pop("seed")
-    return FoundMetadata(
-        source="demofusion",
-        prompt=_as_str(request.get("prompt")),
-        negative_prompt=_as_str(request.get("negative_prompt")),
-        seed=seed,
-        model=_as_str(data.get("model")) or _as_str(request.get("model")),
-        steps=_as_int(request.get("steps")),
-        guidance=_as_float(request.get("guidance")),
-        width=_as_int(data.get("width")),
-        height=_as_int(data.get("height")),
-        sampler=_as_str(data.get("sampler")) or _as_str(request.get("scheduler")),
-        raw={OUR_KEY: data},
-        request=request,
-    )
-
-
-def _from_a1111(
-    text: str, key: str, what: str, notes: list[str], *, strict: bool = False
-) -> FoundMetadata | None:
-    if not _short_enough(text, what, MAX_PARAMETERS_CHARS, notes):
-        return None
-    fields = parse_a1111(text)
-    has_params = len(fields) > 2
-    if strict and not has_params:
-        return None
-    if not has_params and not fields["Prompt"]:
-        return None
-    return _a1111_metadata("a1111", fields, {key: fields}, notes)
-
-
-def _a1111_metadata(
-    source: str, fields: dict[str, str], raw: dict[str, Any], notes: list[str]
-) -> FoundMetadata:
-    return FoundMetadata(
-        source=source,
-        prompt=fields.get("Raw prompt", fields.get("Prompt")),
-        negative_prompt=fields.get("Raw negative prompt", fields.get("Negative prompt")),
-        seed=_seed(fields.get("Seed"), source, notes),
-        model=fields.get("Model") or None,
-        steps=_as_int(fields.get("Steps")),
-        guidance=_as_float(fields.get("CFG scale")),
-        width=_as_int(fields.get("Size-1")),
-        height=_as_int(fields.get("Size-2")),
-        sampler=fields.get("Sampler") or None,
-        raw=raw,
-    )
-
-
-def _from_fooocus(text: str, scheme: str, key: str, notes: list[str]) -> FoundMetadata | None:
-    what = "EXIF UserComment" if key.startswith("exif:") else f'"{key}" text'
-    if scheme.strip().lower() == "a1111":
-        if not _short_enough(text, what, MAX_PARAMETERS_CHARS, notes):
-            return None
-        fields = parse_a1111(text)
-        return _a1111_metadata("fooocus", fields, {key: fields, "fooocus_scheme": "a1111"}, notes)
-    data = _load_json(text, what, notes)
-    return _fooocus_json(data, key, notes) if isinstance(data, dict) else None
-
-
-def _fooocus_json(data: dict[str, Any], key: str, notes: list[str]) -> FoundMetadata:
-    prompt = _as_str(data.get("prompt"))
-    if prompt is None and isinstance(data.get("full_prompt"), list):
-        prompt = ", ".join(_plain(p) for p in data["full_prompt"])
-    resolution = data.get("resolution", "")
-    if isinstance(resolution, list):  # not what Fooocus writes, but cheap to read
-        resolution = " ".join(str(n) for n in resolution if isinstance(n, int))
-    size = re.findall(r"\d+", resolution) if isinstance(resolution, str) else []
-    width, height = (int(size[0]), int(size[1])) if len(size) == 2 else (None, None)
-    return FoundMetadata(
-        source="fooocus",
-        prompt=prompt,
-        negative_prompt=_as_str(data.get("negative_prompt")),
-        seed=_seed(data.get("seed"), "fooocus", notes),
-        model=_as_str(data.get("base_model")),
-        steps=_as_int(data.get("steps")),
-        guidance=_as_float(data.get("guidance_scale")),
-        width=width,
-        height=height,
-        sampler=_as_str(data.get("sampler")),
-        raw={key: data, "fooocus_scheme": "fooocus"},
-    )
-
-
-def _model_name(value: object) -> str | None:
-    if isinstance(value, dict):
-        return _as_str(value.get("name")) or _as_str(value.get("model_name"))
-    return _as_str(value)
-
-
-def _plain(value: object) -> str:
-    # str() of a nested list could recurse past the limit; only plain values become text
-    return str(value) if isinstance(value, (str, int, float)) else ""
-
-
-def _from_invokeai(key: str, text: str, notes: list[str]) -> FoundMetadata | None:
-    if key == "Dream":
-        if not _short_enough(text, '"Dream" text', MAX_PARAMETERS_CHARS, notes):
-            return None
-        return _from_dream(text, notes)
-    data = _load_json(text, f'"{key}" text', notes)
-    if not isinstance(data, dict):
-        return None
-    if key == "invokeai_metadata":
-        return FoundMetadata(
-            source="invokeai",
-            prompt=_as_str(data.get("positive_prompt")),
-            negative_prompt=_as_str(data.get("negative_prompt")),
-            seed=_seed(data.get("seed"), "invokeai", notes),
-            model=_model_name(data.get("model")),
-            steps=_as_int(data.get("steps")),
-            guidance=_as_float(data.get("cfg_scale")),
-            width=_as_int(data.get("width")),
-            height=_as_int(data.get("height")),
-            sampler=_as_str(data.get("scheduler")),
-            raw={key: data},
-        )
-    image = data.get("image")  # sd-metadata (InvokeAI 2.x)
-    if not isinstance(image, dict):
-        return None
-    prompt = image.get("prompt")
-    if isinstance(prompt, list):
-        prompt = " ".join(_plain(p.get("prompt", "")) for p in prompt if isinstance(p, dict))
-    positive, negative = _split_bracket_negative(_plain(prompt or ""))
-    return FoundMetadata(
-        source="invokeai",
-        prompt=positive,
-        negative_prompt=negative,
-        seed=_seed(image.get("seed"), "invokeai", notes),
-        model=_as_str(data.get("model_weights")),
-        steps=_as_int(image.get("steps")),
-        guidance=_as_float(image.get("cfg_scale")),
-        width=_as_int(image.get("width")),
-        height=_as_int(image.get("height")),
-        sampler=_as_str(image.get("sampler")),
-        raw={key: data},
-    )
-
-
-def _split_bracket_negative(prompt: str) -> tuple[str, str]:
-    """InvokeAI 2.x wrote negative prompts in square brackets inside the prompt.
-
-    The brackets go from the prompt with the white space before each; that space is stripped
-    from the piece before it rather than matched by a leading `\\s*`, which would rescan every
-    run of spaces from each of its positions (quadratic).
-    """
-    negative: list[str] = []
-    kept: list[str] = []
-    start = 0
-    for match in _RE_BRACKETED.finditer(prompt):
-        kept.append(prompt[start : match.start()].rstrip())
-        negative.append(match.group(1))
-        start = match.end()
-    kept.append(prompt[start:])
-    positive = "".join(kept).strip()
-    return positive, ", ".join(n.strip() for n in negative if n.strip())
-
-
-def _from_dream(text: str, notes: list[str]) -> FoundMetadata | None:
-    try:
-        tokens = shlex.split(text)
-    except ValueError:
-        return None
-    if not tokens:
-        return None
-    options: dict[str, str] = {}
-    for flag, value in itertools.pairwise(tokens[1:]):
-        if flag.startswith("-"):
-            options[flag] = value
-    positive, negative = _split_bracket_negative(tokens[0])
-    return FoundMetadata(
-        source="invokeai",
-        prompt=positive,
-        negative_prompt=negative,
-        seed=_seed(options.get("-S"), "invokeai", notes),
-        model=options.get("-m"),
-        steps=_as_int(options.get("-s")),
-        guidance=_as_float(options.get("-C")),
-        width=_as_int(options.get("-W")),
-        height=_as_int(options.get("-H")),
-        sampler=options.get("-A"),
-        raw={"Dream": text},
-    )
-
-
-def _from_comfyui(
-    prompt_text: object, workflow_text: object, notes: list[str]
-) -> FoundMetadata | None:
-    graph = _load_json(prompt_text, 'ComfyUI "prompt" graph', notes)
-    workflow = _load_json(workflow_text, 'ComfyUI "workflow" graph', notes)
-    raw: dict[str, Any] = {}
-    result = None
-    try:
-        if comfyui.is_api_graph(graph):
-            raw["prompt"] = graph
-            result = comfyui.read_graph(graph)
-        if workflow is not None:
-            raw["workflow"] = workflow
-            if result is None:
-                result = comfyui.read_graph(comfyui.workflow_to_graph(workflow))
-    except comfyui.GraphTooLarge:
-        notes.append("The picture's ComfyUI graph is too large to read; it was ignored.")
-        result = None
-    if not raw:
-        return None
-    if result is None:
-        return FoundMetadata(source="comfyui", raw=raw)
-    return FoundMetadata(
-        source="comfyui",
-        prompt=result.prompt,
-        negative_prompt=result.negative_prompt,
-        seed=_seed(result.seed, "comfyui", notes),
-        model=result.model,
-        steps=result.steps,
-        guidance=result.guidance,
-        width=result.width,
-        height=result.height,
-        sampler=result.sampler,
-        raw=raw,
-    )

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from demofusion_app.engine.errors import Remedy
 from demofusion_app.models.errors import ModelError
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ def check_suffix(path: Path, what: str, allow_pickle: bool) -> None:
             return
         raise ModelError(
             f"{what} {path.name} is a pickle file ({suffix}), which can run code when opened. "
-            "Use a .safetensors version, or allow pickle files if you trust its source."
+            "Use a .safetensors version.",
+            remedies=(Remedy.ALLOW_PICKLE,),
         )
     raise ModelError(f"{what} {path.name} is not a .safetensors file.")
 

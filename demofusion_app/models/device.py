@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from demofusion_app.engine.geometry import FAMILY_GEOMETRY
 from demofusion_app.models.errors import ModelError
 
 if TYPE_CHECKING:
@@ -173,8 +174,6 @@ _PARAMS = {
     "sd15": (859_520_964, 123_060_480, 83_653_863),
     "sd2": (865_910_724, 340_387_840, 83_653_863),
 }
-# The UNet's window in latent pixels (SD 2.x: the 768 px models, the larger of its two).
-_WINDOW = {"sdxl": 128, "sd15": 64, "sd2": 96}
 # Measured on an H200 with the SDXL-shaped random model of `synthetic.py` (tools/measure_cache.py,
 # float16 UNet, float32 VAE, 128x128 latents): a UNet call took 1285 MiB above the weights for 8
 # samples and 5125 MiB for 32, about 160 MiB per sample; one native-size VAE decode took 4882 MiB;
@@ -250,7 +249,8 @@ def estimate_memory(
         raise ModelError(f"Unknown model family {family!r}; expected one of {', '.join(_PARAMS)}.")
     unet, text, vae = _PARAMS[family]
     size = torch.empty((), dtype=dtype).element_size()
-    window = _WINDOW[family] ** 2
+    # The UNet's window in latent pixels; for SD 2.x the 768 px model's, the larger of its two.
+    window = FAMILY_GEOMETRY["sd2-v" if family == "sd2" else family].window ** 2
     return MemoryEstimate(
         unet=unet * size,
         text_encoders=text * size,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from demofusion_app.engine.errors import UserError
 
-class ModelError(Exception):
+
+class ModelError(UserError):
     """A model that cannot be used; `str(e)` is one line naming the file or id and what to do."""

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demofusion_app.engine.plan import SD15, SD21_768, SDXL, Geometry
+from demofusion_app.engine.geometry import FAMILY_GEOMETRY, SD15, SDXL, Geometry, scale_factor
 
 from .regular_files import read_json
-
-FAMILY_GEOMETRY = {"sdxl": SDXL, "sd15": SD15, "sd2": SD15, "sd2-v": SD21_768}
 
 
 def geometry_of(model: str, family: str | None = None) -> Geometry:
@@ -26,7 +24,7 @@ def geometry_of(model: str, family: str | None = None) -> Geometry:
             vae_config = path / "vae" / "config.json"
             if vae_config.is_file():
                 vae = read_json(vae_config)
-                factor = 2 ** (len(vae.get("block_out_channels", (0, 0, 0, 0))) - 1)
+                factor = scale_factor(vae.get("block_out_channels", (0, 0, 0, 0)))
             return Geometry(factor, window)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
             # read_json refuses FIFOs and deep nesting; any damage falls back to the default

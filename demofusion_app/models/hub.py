@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from demofusion_app.engine.errors import Remedy
+
 from .errors import ModelError
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -111,11 +113,12 @@ def _progress_class(progress: Callable[[int, int], None], total: int) -> type:
     return _Bytes
 
 
-def missing_message(repo_id: str, reason: str) -> str:
-    return (
+def missing_error(repo_id: str, reason: str) -> ModelError:
+    """A hub model that is not downloaded and cannot be now (`reason` says why)."""
+    return ModelError(
         f"Model {repo_id} is not in the Hugging Face cache ({cache_dir()}) and {reason}; "
-        "connect to the internet once to download it, or point the app at a local file instead "
-        "(--model path/to/model.safetensors)."
+        "connect to the internet once to download it, or use a local file instead.",
+        remedies=(Remedy.CHOOSE_MODEL,),
     )
 
 
@@ -125,7 +128,7 @@ def _cached_snapshot(repo_id: str, reason: str) -> Path:
     try:
         folder = snapshot_download(repo_id, cache_dir=str(cache_dir()), local_files_only=True)
     except Exception:
-        raise ModelError(missing_message(repo_id, reason)) from None
+        raise missing_error(repo_id, reason) from None
     return Path(folder)
 
 
@@ -141,14 +144,14 @@ def fetch(repo_id: str, progress: Callable[[int, int], None] | None = None) -> P
     except GatedRepoError:
         raise ModelError(
             f"Model {repo_id} is gated: accept its licence on huggingface.co and log in "
-            "(`hf auth login`), or point the app at a local file "
-            "(--model path/to/model.safetensors)."
+            "(`hf auth login`), or use a local file instead.",
+            remedies=(Remedy.CHOOSE_MODEL,),
         ) from None
     except RepositoryNotFoundError:
         raise ModelError(
             f"There is no model {repo_id} on Hugging Face (or it is private: log in with "
-            "`hf auth login`); check the id, or point the app at a local file "
-            "(--model path/to/model.safetensors)."
+            "`hf auth login`); check the id, or use a local file instead.",
+            remedies=(Remedy.CHOOSE_MODEL,),
         ) from None
     except Exception:
         return _cached_snapshot(repo_id, "the hub cannot be reached")
@@ -156,7 +159,8 @@ def fetch(repo_id: str, progress: Callable[[int, int], None] | None = None) -> P
     if "model_index.json" not in sizes:
         raise ModelError(
             f"{repo_id} is not a diffusers pipeline repo (no model_index.json); download its "
-            "checkpoint file and use --model path/to/model.safetensors."
+            "checkpoint file and use that instead.",
+            remedies=(Remedy.CHOOSE_MODEL,),
         )
     try:
         index_file = hf_hub_download(repo_id, "model_index.json", cache_dir=str(cache_dir()))

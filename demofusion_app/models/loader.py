@@ -1,10 +1,12 @@
 """Load a pipeline fitted to the device: precision, memory mode, a VAE kept out of float16 overflow.
 
-`load_pipeline` is the one entry point: it resolves the model reference, loads the components on the
-CPU in the chosen precision, keeps the VAE in float32 where float16 would overflow, places the
-pipeline on the device (or installs diffusers' CPU offload hooks), and applies a VAE override and
-LoRAs. `LoadedPipeline.set_vae` and `LoadedPipeline.set_loras` change those two later without
-reloading the base model; the model cache relies on it.
+What to load is one value, a `LoadSpec`. `load_pipeline(spec)` is the one entry point: it resolves
+the spec on this machine (`resolve_load`: which files, which device, which precision), picks the
+memory mode, loads the components on the CPU in that precision, keeps the VAE in float32 where
+float16 would overflow, places the pipeline on the device (or installs diffusers' CPU offload hooks),
+and applies a VAE override and LoRAs. `LoadedPipeline.set_vae` and `LoadedPipeline.set_loras` change
+those two later without reloading the base model; the model cache relies on it, and keys its models
+by `ResolvedLoad.key`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from demofusion_app.models.adapters import (
     parse_lora_arg,
     vae_dtype,
 )
-from demofusion_app.models.device import choose_dtype, choose_memory_mode, probe_device
+from demofusion_app.models.device import (
+    DeviceFacts,
+    choose_dtype,
+    choose_memory_mode,
+    probe_device,
+)
 from demofusion_app.models.errors import ModelError
 from demofusion_app.models.sources import ModelSource
 
@@ -32,7 +39,45 @@ if TYPE_CHECKING:
 
     import torch
 
-__all__ = ["LoadedPipeline", "load_pipeline", "parse_lora_arg", "vae_dtype"]
+__all__ = [
+    "LoadSpec",
+    "LoadedPipeline",
+    "ResolvedLoad",
+    "load_pipeline",
+    "parse_lora_arg",
+    "resolve_load",
+    "vae_dtype",
+]
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to load and how, as one hashable value.
+
+    `model` is a file, a diffusers folder or a hub id; `vae` (a file or folder) and `loras` (path,
+    weight) go on top of the base model, and the cache swaps them in place; `device`, `dtype` and
+    `memory_mode` may be "auto"; `prediction_type` overrides what a single file says (SD 2.x);
+    `allow_pickle` lets .ckpt/.pt/.bin files load (weights only). `peak_pixels` (the plan's largest
+    image) and `view_batch_size` describe the run and only feed the `auto` memory mode: they are not
+    part of what is loaded, so two specs that differ only there are equal.
+    """
+
+    model: str
+    vae: str | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    device: str = "auto"
+    dtype: str = "auto"
+    memory_mode: str = "auto"
+    prediction_type: str | None = None
+    allow_pickle: bool = False
+    peak_pixels: int = field(default=1024 * 1024, compare=False)
+    view_batch_size: int = field(default=16, compare=False)
+
+    def __post_init__(self) -> None:
+        # A list of lists (from JSON, from a caller) would make the spec unhashable.
+        object.__setattr__(
+            self, "loras", tuple((str(path), float(weight)) for path, weight in self.loras)
+        )
 
 
 @dataclass
@@ -155,19 +200,6 @@ class LoadedPipeline:
         self.loras = wanted
 
 
-def _resolve(
-    ref: str,
-    *,
-    allow_pickle: bool,
-    prediction_type: str | None,
-    progress: Callable[..., Any] | None,
-) -> ModelSource:
-    """What `ref` is (family, prediction type, where on disk), without loading weights."""
-    return sources.resolve(
-        ref, allow_pickle=allow_pickle, prediction_type=prediction_type, progress=progress
-    )
-
-
 def _device_allocated(device: torch.device) -> int:
     import torch
 
@@ -215,94 +247,102 @@ def _install_vae(loaded: LoadedPipeline, new_vae: Any) -> None:
         _place(loaded)
 
 
-def load_pipeline(
-    ref: str,
-    *,
-    device: str = "auto",
-    dtype: str = "auto",
-    memory_mode: str = "auto",
-    vae: str | None = None,
-    loras: tuple[tuple[str, float], ...] = (),
-    prediction_type: str | None = None,
-    allow_pickle: bool = False,
-    peak_pixels: int = 1024 * 1024,
-    view_batch_size: int = 16,
-    progress: Callable[..., Any] | None = None,
-) -> LoadedPipeline:
-    """Load `ref` fitted to the device (see the module docstring); user mistakes raise ModelError.
+@dataclass(frozen=True)
+class ResolvedLoad:
+    """A `LoadSpec` made concrete on this machine, before any weight is read: the model's files and
+    family (`source`), the device found (`facts`) and the precision chosen (`dtype`)."""
 
-    `peak_pixels` (the largest image of the plan) and `view_batch_size` feed the `auto` memory mode.
-    """
-    facts = probe_device(device)
-    torch_dtype = choose_dtype(facts, dtype)
-    source = _resolve(
-        ref, allow_pickle=allow_pickle, prediction_type=prediction_type, progress=progress
-    )
-    mode = choose_memory_mode(
-        facts,
-        memory_mode,
-        family=source.family,
-        peak_pixels=peak_pixels,
-        view_batch_size=view_batch_size,
-        dtype=torch_dtype,
-    )
-    return _load_resolved(
-        source,
-        facts.torch_device,
-        torch_dtype,
-        mode,
-        vae=vae,
-        loras=loras,
-        allow_pickle=allow_pickle,
-    )
+    spec: LoadSpec
+    source: ModelSource
+    facts: DeviceFacts
+    dtype: torch.dtype
 
+    def memory_mode(self, held_bytes: int = 0) -> str:
+        """The memory mode to load in: the spec's, or for "auto" the one that fits the device.
+        `held_bytes` is device memory held by models that will be freed before this one loads."""
+        return choose_memory_mode(
+            self.facts,
+            self.spec.memory_mode,
+            family=self.source.family,
+            peak_pixels=self.spec.peak_pixels,
+            view_batch_size=self.spec.view_batch_size,
+            dtype=self.dtype,
+            held_bytes=held_bytes,
+        )
 
-def _load_resolved(
-    source: ModelSource,
-    device: str,
-    dtype: torch.dtype,
-    mode: str,
-    *,
-    vae: str | None,
-    loras: tuple[tuple[str, float], ...],
-    allow_pickle: bool,
-) -> LoadedPipeline:
-    """Load once source, device, dtype and memory mode are decided (the cache calls this too)."""
-    import torch
+    def key(self, memory_mode: str) -> LoadSpec:
+        """The base model this load gives, in concrete values: one file named two ways, or "auto"
+        and the device it picks, give the same key. No VAE override and no LoRAs, as those are
+        applied to the base in place (the model cache keys its entries by this)."""
+        path = self.source.path
+        return LoadSpec(
+            model=str(path.resolve()) if path is not None else self.source.ref,
+            device=self.facts.torch_device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            memory_mode=memory_mode,
+            prediction_type=self.source.prediction_type,
+            allow_pickle=self.spec.allow_pickle,
+        )
 
-    pipe = sources.load_components(source, dtype)
-    pipe.set_progress_bar_config(disable=True)
-    _set_vae_dtype(pipe.vae, dtype)
-    loaded = LoadedPipeline(
-        pipe=pipe,
-        device=torch.device(device),
-        dtype=dtype,
-        memory_mode=mode,
-        family=source.family,
-        source=source,
-        allow_pickle=allow_pickle,
-        base_vae=pipe.vae,
-    )
-    before = _device_allocated(loaded.device)
-    try:
-        _place(loaded)
-        loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
-        loaded.set_vae(vae)
-        loaded.set_loras(tuple(loras))
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one
-        loaded.free()
-        if "out of memory" not in str(exc).lower():
+    def load(self, memory_mode: str) -> LoadedPipeline:
+        """Load the components and place them on the device in `memory_mode`, then apply the
+        spec's VAE and LoRAs; a model that does not fit raises ModelError saying what to change."""
+        import torch
+
+        pipe = sources.load_components(self.source, self.dtype)
+        pipe.set_progress_bar_config(disable=True)
+        _set_vae_dtype(pipe.vae, self.dtype)
+        loaded = LoadedPipeline(
+            pipe=pipe,
+            device=torch.device(self.facts.torch_device),
+            dtype=self.dtype,
+            memory_mode=memory_mode,
+            family=self.source.family,
+            source=self.source,
+            allow_pickle=self.spec.allow_pickle,
+            base_vae=pipe.vae,
+        )
+        before = _device_allocated(loaded.device)
+        try:
+            _place(loaded)
+            loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
+            loaded.set_vae(self.spec.vae)
+            loaded.set_loras(self.spec.loras)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            loaded.free()
+            if "out of memory" not in str(exc).lower():
+                raise
+            _empty_device_cache(loaded.device)
+            raise ModelError(
+                f"The model does not fit in the memory of {loaded.device} in memory mode "
+                f"{memory_mode}; choose memory mode auto, model-offload or sequential-offload, or "
+                "close other programs that use the GPU."
+            ) from exc
+        except BaseException:
+            loaded.free()
             raise
-        _empty_device_cache(loaded.device)
-        raise ModelError(
-            f"The model does not fit in the memory of {loaded.device} in memory mode {mode}; "
-            "choose memory mode auto, model-offload or sequential-offload, or close other programs "
-            "that use the GPU."
-        ) from exc
-    except BaseException:
-        loaded.free()
-        raise
-    return loaded
+        return loaded
+
+
+def resolve_load(spec: LoadSpec, *, progress: Callable[..., Any] | None = None) -> ResolvedLoad:
+    """What `spec` means here (device, precision, the model's files and family) without loading
+    weights; a hub id may be downloaded, with `progress(done_bytes, total_bytes)`. User mistakes
+    raise ModelError."""
+    facts = probe_device(spec.device)
+    dtype = choose_dtype(facts, spec.dtype)
+    source = sources.resolve(
+        spec.model,
+        allow_pickle=spec.allow_pickle,
+        prediction_type=spec.prediction_type,
+        progress=progress,
+    )
+    return ResolvedLoad(spec, source, facts, dtype)
+
+
+def load_pipeline(spec: LoadSpec, *, progress: Callable[..., Any] | None = None) -> LoadedPipeline:
+    """Load `spec` fitted to the device (see the module docstring); user mistakes raise ModelError."""
+    resolved = resolve_load(spec, progress=progress)
+    return resolved.load(resolved.memory_mode())
 
 
 def _empty_device_cache(device: torch.device) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from demofusion_app.engine.errors import Remedy
+
 from .errors import ModelError
 from .regular_files import NotRegularFileError, open_regular
 
@@ -250,9 +252,9 @@ def pickle_refusal(path: Path) -> ModelError:
     """The message for a pickle checkpoint the user has not allowed."""
     return ModelError(
         f"{Path(path).name} is a pickle checkpoint ({Path(path).suffix}), which can run any code "
-        "hidden in it when loaded; prefer a .safetensors version of the model, convert this file "
-        "with a trusted tool, or allow pickles (--allow-pickle, or the setting in the window) to "
-        "load it with torch's weights-only loader."
+        "hidden in it when loaded; prefer a .safetensors version of the model, or convert this "
+        "file with a trusted tool.",
+        remedies=(Remedy.ALLOW_PICKLE,),
     )
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from demofusion_app.engine.errors import Remedy
+
 from . import hub
 from .errors import ModelError
 from .regular_files import read_json
@@ -79,7 +81,8 @@ def resolve(
     text = str(ref).strip()
     if not text:
         raise ModelError(
-            "No model given; pass --model with a .safetensors file, a folder or an org/name id."
+            "No model given; choose a .safetensors file, a folder or an org/name id.",
+            remedies=(Remedy.CHOOSE_MODEL,),
         )
     path = Path(text).expanduser()
     if path.is_dir():
@@ -188,8 +191,8 @@ def _folder_source(
         if pickles and not allow_pickle:
             raise ModelError(
                 f"{folder.name}/{component} has only pickle weights ({pickles[0].name}), which "
-                "can run code when loaded; use a safetensors version of the model or allow "
-                "pickles (--allow-pickle)."
+                "can run code when loaded; use a safetensors version of the model.",
+                remedies=(Remedy.ALLOW_PICKLE,),
             )
         if not pickles:
             raise ModelError(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from demofusion_app.engine.errors import UserError
 
-class StoreError(Exception):
+
+class StoreError(UserError):
     """Base of the store's errors."""
 
 

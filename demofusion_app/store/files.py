@@ -194,13 +194,16 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_text(
-    path: Path,
-    text: str,
-    *,
-    attempts: int = REPLACE_ATTEMPTS,
-    delay: float | None = None,
+    path: Path, text: str, *, attempts: int = REPLACE_ATTEMPTS, delay: float | None = None
 ) -> None:
-    """Write `text` to `path` so that readers see the old file or the new one, never a mix.
+    """`atomic_write_bytes` of `text` in UTF-8 (new lines as written: "\\n" on every system)."""
+    atomic_write_bytes(path, text.encode("utf-8"), attempts=attempts, delay=delay)
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes, *, attempts: int = REPLACE_ATTEMPTS, delay: float | None = None
+) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a mix.
 
     A replaced file keeps its permissions; a new one gets what the umask gives any new file. A
     target held by another program is retried `attempts` times, waiting `delay` (default
@@ -218,8 +221,8 @@ def atomic_write_text(
         prefix=f".{path.name}{TEMP_MARK}", suffix=TEMP_SUFFIX, dir=path.parent
     )
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(OSError):

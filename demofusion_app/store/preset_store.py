@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..engine.geometry import Geometry
 from ..resources import resource_path
 from .errors import BuiltinPresetError, PresetError, PresetExists, PresetNotFound
 from .files import NotRegularFileError, atomic_write_json, load_json, locked, read_regular_bytes
 from .paths import StorePaths, store_paths
-from .presets import Preset, check_name
+from .presets import Preset, apply_preset, check_name
 from .settings import SettingsStore
 
 log = logging.getLogger(__name__)
@@ -341,3 +342,17 @@ class PresetStore:
         with self._changing():
             name = self.unused_name(preset.name)
             return self.save(name, preset.parameters, preset.description)
+
+
+def values_for_cli(
+    name: str | None,
+    explicit: Mapping[str, Any],
+    geometry: Geometry,
+    *,
+    root: Path | str | None = None,
+) -> dict[str, Any]:
+    """`--preset NAME` for a command: the named preset (any case; None: no preset) under the
+    explicit flags, resolved for the model's geometry. Raises PresetNotFound (a KeyError too)
+    listing the preset names."""
+    preset = PresetStore(root).get(name) if name else None
+    return apply_preset(preset, explicit, geometry)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..engine.plan import SDXL, Geometry
+from ..engine.geometry import SDXL, Geometry
 from ..engine.request import (
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
@@ -333,19 +333,16 @@ def apply_preset(
     a preset that sets a size upscales by 2 instead of failing.
     """
     given = {k: resolve_value(k, v, geometry) for k, v in explicit.items() if v is not None}
-    base = preset.resolve(geometry) if preset is not None else {}
+    return overlay(preset.resolve(geometry) if preset is not None else {}, given)
+
+
+def overlay(base: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """`given` on top of `base` (parameters or request fields), where a size and a scale exclude
+    each other: a given scale drops the base's width and height, a given width or height its
+    scale."""
+    kept = dict(base)
     if "scale" in given:
-        base = {k: v for k, v in base.items() if k not in ("width", "height")}
+        kept = {k: v for k, v in kept.items() if k not in ("width", "height")}
     if "width" in given or "height" in given:
-        base.pop("scale", None)
-    return {**base, **given}
-
-
-def values_for_cli(
-    name: str, explicit: Mapping[str, Any], geometry: Geometry, *, root: Path | str | None = None
-) -> dict[str, Any]:
-    """`--preset NAME` for a command: the named preset (any case) under the explicit flags, resolved
-    for the model's geometry. Raises PresetNotFound (a KeyError too) listing the preset names."""
-    from .preset_store import PresetStore  # the store builds on this module
-
-    return apply_preset(PresetStore(root).get(name), explicit, geometry)
+        kept.pop("scale", None)
+    return {**kept, **given}

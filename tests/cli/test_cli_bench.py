@@ -1,4 +1,4 @@
-"""Issue 4 item 5: `bench` on the CPU reports, per stage, where the run's time goes."""
+"""`bench` on the CPU reports, per stage, where the run's time goes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from demofusion_app.cli import main
-from demofusion_app.engine.plan import Geometry, make_plan
+from demofusion_app.engine.geometry import Geometry
+from demofusion_app.engine.plan import make_plan
 from demofusion_app.engine.request import Request
 
 COLUMNS = ("stage", "size", "k", "evals", "calls", "unet s", "other s", "decode s", "peak RSS")

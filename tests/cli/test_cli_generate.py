@@ -1,4 +1,4 @@
-"""Issue 2 item 6 and issue 4: `generate` in-process: user errors, seeds, latents, out of memory."""
+"""`generate` in-process: user errors, seeds, latents, out of memory."""
 
 from __future__ import annotations
 

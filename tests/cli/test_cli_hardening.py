@@ -1,4 +1,4 @@
-"""Issue 14 (command line): hostile flags, outputs and pictures are refused before the model loads,
+"""The command line under hostile input: flags, outputs and pictures are refused before the model loads,
 with one line that says what to change; a run never writes over its own input."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _upscale(picture: Path, model: Path, output: Path, *extra: str) -> list[str]
     ]
 
 
-# --- item 2: prompt cap on flags ---------------------------------------------------------------
+# --- prompt cap on flags --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("flag", ["--prompt", "--negative-prompt"])
@@ -105,7 +105,7 @@ def test_prompt_flag_over_the_cap_is_refused_before_the_model_loads(
     assert not out.exists()
 
 
-# --- item 3: never write over the run's own input ----------------------------------------------
+# --- never write over the run's own input ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_a_run_never_writes_over_its_own_input(
     assert source.read_bytes() == before
 
 
-# --- item 4: disk full while writing the latents -----------------------------------------------
+# --- disk full while writing the latents ----------------------------------------------------------
 
 
 def test_disk_full_while_writing_latents_gives_the_pngs_message(
@@ -163,7 +163,7 @@ def test_disk_full_while_writing_latents_gives_the_pngs_message(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no torn or temporary file
 
 
-# --- item 5: the output folder and the model are checked first --------------------------------
+# --- the output folder and the model are checked first --------------------------------------------
 
 
 @pytest.mark.parametrize("below", ["a.png", "sub/a.png"])
@@ -220,7 +220,7 @@ def test_missing_model_is_reported_before_a_missing_width(
     assert f"Model {missing}" in line and "not found" in line and "Width" not in line
 
 
-# --- item 6: the target of an upscale by a scale -----------------------------------------------
+# --- the target of an upscale by a scale ----------------------------------------------------------
 
 
 def test_upscale_of_a_one_pixel_picture_is_refused_not_made_8x8(
@@ -252,7 +252,8 @@ def test_a_thin_tall_picture_gets_no_advice_the_scale_check_rejects(
     ("size", "scale"), [((40, 40), 1.0), ((3000, 2000), 8.0), ((50, 12000), 1.0)]
 )
 def test_scale_advice_names_only_scales_that_work(size: tuple[int, int], scale: float) -> None:
-    from demofusion_app.engine.plan import SDXL, make_plan
+    from demofusion_app.engine.geometry import SDXL
+    from demofusion_app.engine.plan import make_plan
     from demofusion_app.engine.request import Request, RequestError, validate
 
     def plan(k: float) -> None:
@@ -267,7 +268,7 @@ def test_scale_advice_names_only_scales_that_work(size: tuple[int, int], scale: 
         plan(float(advised))
 
 
-# --- item 7: a seed out of range in the picture's metadata -------------------------------------
+# --- a seed out of range in the picture's metadata ------------------------------------------------
 
 
 def test_out_of_range_seed_in_metadata_falls_back_to_a_new_seed_with_a_warning(
@@ -307,7 +308,7 @@ def test_metadata_warnings_reach_the_window_through_the_job_result(
     assert result.warnings[0] in caplog.text
 
 
-# --- item 8: negative numbers after a flag -----------------------------------------------------
+# --- negative numbers after a flag ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -343,7 +344,7 @@ def test_negative_strength_reaches_our_own_check(
     assert code == EXIT_USAGE and "Strength must be a number" in line
 
 
-# --- item 9: file names within 255 bytes -------------------------------------------------------
+# --- file names within 255 bytes ------------------------------------------------------------------
 
 
 def test_pattern_names_fit_255_bytes_with_every_suffix_a_run_adds(tmp_path: Path) -> None:
@@ -379,7 +380,7 @@ def test_an_output_name_too_long_for_its_stage_files_is_refused_before_the_model
     assert "too long" in line and "255" in line
 
 
-# --- item 10: temporary files a killed run left are cleaned at the next run's start -------------
+# --- temporary files a killed run left are cleaned at the next run's start ------------------------
 
 
 def test_a_run_removes_stale_temporary_files_from_its_output_folder(
@@ -396,7 +397,7 @@ def test_a_run_removes_stale_temporary_files_from_its_output_folder(
     assert not stale.exists() and fresh.exists()
 
 
-# --- item 1: bench where `resource` does not exist ---------------------------------------------
+# --- bench where `resource` does not exist --------------------------------------------------------
 
 
 def test_bench_reports_no_peak_memory_where_the_platform_does_not_say(

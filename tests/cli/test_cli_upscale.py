@@ -1,5 +1,5 @@
 """`demofusion-app upscale IMAGE (--scale K | --width W --height H) [--strength S]`, run in-process on a tiny
-SDXL folder: exit codes, sizes, and what --save-latents / --save-stages write (issue 3 item 3)."""
+SDXL folder: exit codes, sizes, and what --save-latents / --save-stages write."""
 
 from __future__ import annotations
 

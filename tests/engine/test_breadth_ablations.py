@@ -1,5 +1,5 @@
 """The paper's ablation switches, jitter and guidance rescale each change what they should and nothing else
-(docs/algorithm.md rules 11, 13, 17, 19, 27; issue 3 item 6)."""
+(docs/algorithm.md rules 11, 13, 17, 19, 27)."""
 
 from __future__ import annotations
 

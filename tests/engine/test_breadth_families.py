@@ -1,5 +1,5 @@
 """SD 1.5, SD 2.x (epsilon and v-prediction) and SDXL of another window size, end to end through generate:
-nothing in the engine assumes SDXL's 128-latent window or its added conditioning (issue 3, item 1)."""
+nothing in the engine assumes SDXL's 128-latent window or its added conditioning."""
 
 from __future__ import annotations
 

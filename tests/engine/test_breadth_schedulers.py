@@ -1,5 +1,5 @@
 """The six schedulers through the fused step, noise levels by step index, and guidance <= 1 without CFG
-(docs/algorithm.md rules 7, 9, 22; issue 3 items 4-5)."""
+(docs/algorithm.md rules 7, 9, 22)."""
 
 from __future__ import annotations
 

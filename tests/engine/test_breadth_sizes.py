@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from demofusion_app.engine.events import StepDone
-from demofusion_app.engine.plan import SD21_768, SDXL, Geometry, make_plan, text_sizes
+from demofusion_app.engine.geometry import SD21_768, SDXL, Geometry
+from demofusion_app.engine.plan import make_plan, text_sizes
 from demofusion_app.engine.request import Request
 
 TINY = Geometry(8, 16)  # the tiny SDXL fixture: window 16 latents, base 128 px

@@ -1,5 +1,5 @@
 """Image to image: rule-24 pass plans, strength, scale or size, and pictures of many sizes and colour modes
-upscaled end to end (docs/algorithm.md rules 23-24; issue 3 item 3)."""
+upscaled end to end (docs/algorithm.md rules 23-24)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from PIL import Image
 
 from demofusion_app.engine.events import StepDone
 from demofusion_app.engine.generate import plan_for, run_stages
-from demofusion_app.engine.plan import SDXL, Geometry, make_plan
+from demofusion_app.engine.geometry import SDXL, Geometry
+from demofusion_app.engine.plan import make_plan
 from demofusion_app.engine.request import MAX_SIDE, Request, RequestError, validate
 
 TINY = Geometry(8, 16)  # the tiny SDXL fixture: window 16 latents, base 128 px

@@ -1,4 +1,4 @@
-"""Issue 4: a cancel token stops a run at several points, within one UNet batch, keeping written stages."""
+"""A cancel token stops a run at several points, within one UNet batch, keeping written stages."""
 
 from __future__ import annotations
 

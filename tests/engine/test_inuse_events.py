@@ -1,4 +1,4 @@
-"""Issue 4: the events of a whole 3-stage run, in order, with files on disk before they are announced."""
+"""The events of a whole 3-stage run, in order, with files on disk before they are announced."""
 
 from __future__ import annotations
 

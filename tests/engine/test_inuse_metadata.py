@@ -1,4 +1,4 @@
-"""Issue 4 item 4: what made a picture is in every PNG, readable by A1111's rules and by `upscale`."""
+"""What made a picture is in every PNG, readable by A1111's rules and by `upscale`."""
 
 from __future__ import annotations
 

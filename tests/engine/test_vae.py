@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 
 from demofusion_app.engine.events import Cancelled
+from demofusion_app.engine.geometry import vae_scale_factor
 from demofusion_app.engine.vae import (
     _axis_weights,
     _tile_starts,
     decode_latents,
     encode_image,
     preview_rgb,
-    vae_scale_factor,
 )
 
 

@@ -21,6 +21,7 @@ from demofusion_app.engine.events import (
     StepDone,
 )
 from demofusion_app.engine.request import Request
+from demofusion_app.jobs import JobOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +58,8 @@ def script(stages: int = 2, steps: int = 2, size: int = 32) -> list[Any]:
 class ScriptedJob:
     """A job function for the window that replays `events`, writing each stage and the final picture
     to the output path first (like jobs.run_job). `raise_at` raises an exception before that event;
-    `hold_at` waits before that event until `release` is set (or cancel); `delay` sleeps between
-    events."""
+    `hold_at` waits before that event until `release` is set (a cancel sets it too); `delay` sleeps
+    between events."""
 
     def __init__(
         self,
@@ -76,30 +77,27 @@ class ScriptedJob:
         self.delay = delay
         self.release = threading.Event()
         self.holding = threading.Event()
-        self.calls: list[tuple[Request, dict[str, Any]]] = []
+        self.calls: list[tuple[Request, JobOptions]] = []
         self.thread_names: list[str] = []
 
     def __call__(
         self,
         request: Request,
-        options: dict[str, Any],
+        options: JobOptions,
         on_event: Callable[[Any], None],
         cancel: CancelToken,
         cache: Any,
     ) -> FakeResult:
         self.calls.append((request, options))
         self.thread_names.append(threading.current_thread().name)
-        output = Path(options["output"])
+        assert options.output is not None, "the window names every run's file"
+        output = options.output
+        output.parent.mkdir(parents=True, exist_ok=True)  # as the job makes the output folder
         stage_paths: list[Path] = []
         stage = step = 0
         for index, event in enumerate(self.events):
             if index == self.hold_at:
-                self.holding.set()
-                deadline = time.monotonic() + 10
-                while not self.release.is_set() and not cancel.cancelled:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the test never released the scripted job")
-                    time.sleep(0.005)
+                self._hold(cancel)
             if cancel.cancelled:
                 on_event(RunCancelled(stage, step, tuple(str(p) for p in stage_paths)))
                 return FakeResult(None, tuple(stage_paths), request.seed or 0, 0.1, True)
@@ -129,6 +127,21 @@ class ScriptedJob:
             if self.delay:
                 time.sleep(self.delay)
         return FakeResult(output, tuple(stage_paths), request.seed or 0, 0.5, False)
+
+    def _hold(self, cancel: CancelToken) -> None:
+        """Block until the test sets `release` or the run is cancelled. The token's `cancel` is
+        wrapped so that a cancel sets `release` too: the job wakes on an event, never polls."""
+        cancel_only = cancel.cancel
+
+        def cancel_and_release() -> None:
+            cancel_only()
+            self.release.set()
+
+        cancel.cancel = cancel_and_release  # type: ignore[method-assign]
+        self.holding.set()
+        # The bound is a safety net for a test that forgets to release, not a timing assertion.
+        if not cancel.cancelled and not self.release.wait(10):
+            raise TimeoutError("the test never released the scripted job")
 
 
 def fill_ready(window: Any, model: str = "tiny-model", width: int = 256, steps: int = 2) -> None:

@@ -110,6 +110,7 @@ def test_a_dropped_picture_upscales_on_a_tiny_model(make_window, qtbot, tiny_sdx
     window.params.steps.setValue(2)
     window.hardware.device.setCurrentText("cpu")
     assert window.open_images([str(source)]) == 1
+    qtbot.waitUntil(lambda: window.upscale_flow.reading == 0)  # read in the window's pool
     assert window.collect_values()["prompt"] == "a red barn in snow"
     window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(2.0))
     assert window.params.plan.text().startswith("Plan: ")

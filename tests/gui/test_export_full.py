@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -123,18 +124,72 @@ def test_export_button_opens_in_the_output_folder_and_reports_a_refusal(
         "warning",
         staticmethod(lambda _p, _t, text: warnings.append(text)),
     )
-    viewer.export_button.click()
+    with qtbot.waitSignal(viewer.exportDone, timeout=10_000) as done:
+        viewer.export_button.click()
     assert asked == [str(output / "Stage 1 vs Final.png")]
     assert _rgb(output / "Stage 1 vs Final.png").size == (270, 180)
+    assert done.args == [f"Comparison exported as Stage 1 vs Final.png in {output}."]
     assert warnings == []
 
     wide = _picture(tmp_path / "wide.png", (9000, 4), RED, BLUE, 10)
     viewer.set_images([("Stage 1", str(pictures[0])), ("Final", str(wide))])
     viewer.set_mode("side_by_side")
-    viewer.export_button.click()
+    viewer.export_button.click()  # refused before any work: said at once
     assert len(warnings) == 1 and "more than 16,384 on a side" in warnings[0]
+    assert viewer.export_button.isEnabled()
 
 
-def test_the_window_exports_into_its_output_folder(make_window):
+def test_the_export_runs_in_the_pool_with_the_button_disabled_until_it_is_written(
+    qtbot, tmp_path, pictures, monkeypatch
+):
+    viewer = ComparisonViewer(export_folder=lambda: tmp_path)
+    qtbot.addWidget(viewer)
+    viewer.set_images([("Stage 1", str(pictures[0])), ("Final", str(pictures[1]))])
+    target = tmp_path / "pair.png"
+    monkeypatch.setattr(
+        viewer_module.QFileDialog,
+        "getSaveFileName",
+        staticmethod(lambda *_args: (str(target), "PNG image (*.png)")),
+    )
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        viewer_module.QMessageBox,
+        "warning",
+        staticmethod(lambda _p, _t, text: warnings.append(text)),
+    )
+    release = threading.Event()
+    threads: list[bool] = []
+    real_compose = viewer_module.compose
+
+    def held_compose(*args):  # the real work, held until the test has looked at the button
+        threads.append(threading.current_thread() is threading.main_thread())
+        assert release.wait(10)
+        return real_compose(*args)
+
+    monkeypatch.setattr(viewer_module, "compose", held_compose)
+    viewer.export_button.click()
+    qtbot.waitUntil(lambda: threads == [False], timeout=10_000)  # in a pool thread
+    assert not viewer.export_button.isEnabled() and viewer.export_button.text() == "Exporting…"
+    viewer.export_button.click()  # a second click while it runs starts nothing
+    with qtbot.waitSignal(viewer.exportDone, timeout=10_000):
+        release.set()
+    assert viewer.export_button.isEnabled() and viewer.export_button.text() == "Export…"
+    assert _rgb(target).size == (270, 180) and threads == [False] and warnings == []
+
+    def failing_compose(*_args):
+        raise MemoryError
+
+    monkeypatch.setattr(viewer_module, "compose", failing_compose)
+    viewer.export_button.click()
+    qtbot.waitUntil(lambda: bool(warnings), timeout=10_000)
+    assert warnings == [
+        "The export needs more memory than is free; export the wipe or one picture instead."
+    ]
+    assert viewer.export_button.isEnabled()
+
+
+def test_the_window_exports_into_its_output_folder_and_says_where(make_window):
     window = make_window()
     assert window.viewer.export_folder() == window.output_folder()
+    window.viewer.exportDone.emit("Comparison exported as a.png in /x.")
+    assert window.progress.status.text() == "Comparison exported as a.png in /x."

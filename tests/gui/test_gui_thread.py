@@ -1,5 +1,6 @@
 """Nothing slow runs on the GUI thread: pictures are decoded, converted and read for metadata on
-the run's worker thread or the window's pool, during a real run and while the history loads."""
+the run's worker thread or the window's pool, during a real run, when pictures are dropped and
+while the history loads."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from demofusion_app.gui import history_panel, messages, tiles
+from demofusion_app.gui import history_panel, messages, tiles, upscale_flow, upscale_sources
 from demofusion_app.imaging import metadata
 from demofusion_app.imaging.images import save_png_atomic
 from demofusion_app.imaging.metadata import png_text_chunks
@@ -26,6 +27,7 @@ class ThreadSpy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
         self.calls: list[tuple[str, bool]] = []
+        self.firsts: list[tuple[str, Any]] = []  # each call's first argument
 
     def watch(self, owner: Any, name: str) -> None:
         real: Callable[..., Any] = getattr(owner, name)
@@ -33,6 +35,7 @@ class ThreadSpy:
         def spy(*args: Any, **kwargs: Any) -> Any:
             on_gui = threading.current_thread() is threading.main_thread()
             self.calls.append((name, on_gui))
+            self.firsts.append((name, args[0] if args else None))
             return real(*args, **kwargs)
 
         self.monkeypatch.setattr(owner, name, spy)
@@ -61,10 +64,13 @@ def test_a_real_upscale_queue_decodes_nothing_on_the_gui_thread(
     window = make_window(model=str(tiny_sdxl_dir))
     window.params.steps.setValue(2)
     window.hardware.device.setCurrentText("cpu")
-    assert window.open_images(pictures) == 2  # the drop itself: checked where it is dropped
+    spy = ThreadSpy(monkeypatch)
+    spy.watch(upscale_sources, "open_image")  # the drop: checked and decoded
+    spy.watch(upscale_sources, "read_metadata")
+    assert window.open_images(pictures) == 2
+    qtbot.waitUntil(lambda: window.upscale_flow.reading == 0, timeout=10_000)
     window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(2.0))
 
-    spy = ThreadSpy(monkeypatch)
     spy.watch(tiles, "open_image")  # every picture the viewer decodes
     spy.watch(messages, "pil_to_qimage")  # previews, thumbnails, the final picture
     spy.watch(history_panel, "read_parameters")  # the history's metadata
@@ -87,6 +93,44 @@ def test_a_real_upscale_queue_decodes_nothing_on_the_gui_thread(
     assert spy.on_gui_thread() == []
 
 
+def _settled_drop(window: Any) -> bool:
+    return window.upscale_flow.reading == 0 and _settled(window)
+
+
+def test_a_drop_is_read_and_decoded_once_off_the_gui_thread(
+    make_window, qtbot, tmp_path, monkeypatch
+):
+    from gui_scripted import ScriptedJob, script
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red barn\nNegative prompt: blur\nSteps: 20, Seed: 11")
+    path = tmp_path / "barn.png"
+    Image.new("RGB", (96, 64), (150, 40, 30)).save(path, pnginfo=info)
+    job = ScriptedJob(script(stages=1, steps=1))
+    window = make_window(job, model="tiny-model")
+    spy = ThreadSpy(monkeypatch)
+    spy.watch(upscale_sources, "open_image")  # opened, checked, decoded
+    spy.watch(upscale_sources, "read_metadata")
+    spy.watch(upscale_flow, "form_values")  # may look through the model folders
+    spy.watch(tiles, "open_image")  # cut into tiles for the viewer
+
+    assert window.open_images([str(path)]) == 1
+    assert window.upscale_flow.queue.items[0].state.value == "reading…"  # taken at once
+    qtbot.waitUntil(lambda: _settled_drop(window), timeout=10_000)
+    assert window.collect_values()["prompt"] == "a red barn"
+    assert window.viewer.names == ["Original"]
+    assert window.generate()  # the run shows the picture decoded at the drop
+    qtbot.waitUntil(lambda: not window.controller.running and _settled(window), timeout=10_000)
+    assert len(job.calls) == 1 and window.viewer.names[0] == "Original"
+
+    assert spy.on_gui_thread() == []
+    assert {"open_image", "read_metadata", "form_values"} <= spy.names()
+    # The file is decoded once: the viewer and the run's "Original" reuse those pixels.
+    files = [first for name, first in spy.firsts if name == "open_image"]
+    assert [Path(f) for f in files if isinstance(f, (str, Path))] == [path]
+
+
 def test_the_history_reads_its_metadata_off_the_gui_thread(make_window, qtbot, home, monkeypatch):
     folder = Path(SettingsStore(paths=store_paths(home)).get("output_folder")).expanduser()
     folder.mkdir(parents=True)
@@ -106,3 +150,19 @@ def test_the_history_reads_its_metadata_off_the_gui_thread(make_window, qtbot, h
     prompts = {history.list.item(i).text().splitlines()[0] for i in range(3)}
     assert prompts == {"picture 0", "picture 1", "picture 2"}
     assert spy.names() == {"read_metadata"} and spy.on_gui_thread() == []
+
+
+def test_a_pasted_picture_is_written_and_read_off_the_gui_thread(make_window, qtbot, monkeypatch):
+    from PySide6.QtGui import QGuiApplication, QImage
+
+    image = QImage(64, 48, QImage.Format.Format_RGB32)
+    image.fill(0x336699)
+    QGuiApplication.clipboard().setImage(image)
+    window = make_window()
+    spy = ThreadSpy(monkeypatch)
+    spy.watch(upscale_flow, "save_picture")  # the PNG written under the cache folder
+    spy.watch(upscale_sources, "open_image")
+    assert window.paste() == 1
+    qtbot.waitUntil(lambda: _settled_drop(window), timeout=10_000)
+    assert window.upscale_flow.queue.items[0].size == (48, 64)
+    assert spy.names() == {"save_picture", "open_image"} and spy.on_gui_thread() == []

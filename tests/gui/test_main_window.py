@@ -96,7 +96,7 @@ def test_a_run_updates_progress_previews_and_stages_in_order(make_window, qtbot)
     ]
     assert not progress.preview.pixmap().isNull()
     request, options = job.calls[0]
-    output = Path(options["output"])
+    output = Path(options.output)
     assert output.parent == Path(window.settings.get("output_folder"))
     assert output.is_file() and output.with_name(f"{output.stem}-stage1.png").is_file()
     assert window.viewer.names == ["Stage 1", "Final"]
@@ -128,7 +128,7 @@ def test_cancel_mid_stage_keeps_finished_stages(make_window, qtbot):
     window.cancel_button.click()
     qtbot.waitUntil(lambda: _done(window), timeout=5000)
     assert window.progress.status.text() == "Cancelled; 1 finished stage image kept."
-    output = Path(job.calls[0][1]["output"])
+    output = Path(job.calls[0][1].output)
     assert not output.exists() and output.with_name(f"{output.stem}-stage1.png").exists()
     assert window.generate_button.isEnabled()
 

@@ -6,11 +6,13 @@ import shutil
 
 import pytest
 
-from demofusion_app.engine.plan import SDXL, Geometry
+from demofusion_app.engine.geometry import SDXL, Geometry
 from demofusion_app.engine.request import RequestError
 from demofusion_app.gui import run_setup
 from demofusion_app.gui.progress_panel import eta_seconds, format_seconds
 from demofusion_app.gui.prompt_panel import estimate_tokens, token_note
+from demofusion_app.jobs import JobError, JobOptions, default_output, unique_output
+from demofusion_app.store.settings import SettingsStore
 
 
 def test_seed_text_becomes_a_number_or_random():
@@ -45,7 +47,37 @@ def test_an_upscale_request_uses_the_scale_or_the_size():
 def test_output_files_never_overwrite(tmp_path):
     (tmp_path / "pic.png").touch()
     (tmp_path / "pic-2-stage1.png").touch()
-    assert run_setup.output_file(tmp_path, "pic").name == "pic-3.png"
+    assert unique_output(tmp_path, "pic").name == "pic-3.png"
+
+
+def _settings(tmp_path, folder):
+    settings = SettingsStore(tmp_path / "config")
+    settings.update(output_folder=str(folder), file_name_pattern="{seed}-{width}x{height}")
+    return settings
+
+
+def test_a_window_run_gets_job_options_named_as_the_job_names_outputs(tmp_path):
+    settings = _settings(tmp_path, tmp_path / "out")
+    request, plan = run_setup.build_request(
+        {"prompt": "p", "width": 1024, "height": 768, "steps": 9, "seed": "7"}, SDXL
+    )
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "7-1024x768.png").touch()
+    options = run_setup.job_options(settings, request, plan)
+    assert isinstance(options, JobOptions)
+    assert options.output == tmp_path / "out" / "7-1024x768-2.png"
+    assert options.output == default_output(request, 7, plan.width, plan.height, settings)
+    assert (options.save_stages, options.preview_every) == (True, 1)
+
+
+def test_a_window_run_into_a_folder_under_a_file_is_refused_as_the_job_refuses_it(tmp_path):
+    (tmp_path / "file").write_text("x")
+    settings = _settings(tmp_path, tmp_path / "file" / "sub")
+    request, plan = run_setup.build_request(
+        {"prompt": "p", "width": 1024, "height": 1024, "steps": 2, "seed": "1"}, SDXL
+    )
+    with pytest.raises(JobError, match="is a file, not a folder"):
+        run_setup.job_options(settings, request, plan)
 
 
 def test_disk_space_is_checked_against_the_real_disk(tmp_path):

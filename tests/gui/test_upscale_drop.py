@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,12 @@ def _jpeg_a1111(path: Path) -> Path:
     return path
 
 
+def _read(window, qtbot) -> None:
+    """Wait until the pictures dropped or opened are read (in the window's pool)."""
+    flow = window.upscale_flow
+    qtbot.waitUntil(lambda: flow.reading == 0 and window.background.pending == 0, timeout=10_000)
+
+
 def _drop(window, paths: list[Path]) -> bool:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -114,11 +121,13 @@ def _drop(window, paths: list[Path]) -> bool:
     ],
 )
 def test_a_dropped_picture_fills_the_form_from_its_metadata(
-    make_window, tmp_path, name, make, prompt, negative, seed
+    make_window, qtbot, tmp_path, name, make, prompt, negative, seed
 ):
     window = make_window()
     path = make(tmp_path / name)
     assert _drop(window, [path])
+    assert window.upscale.queue.item(0).text() == f"{name} · reading…"  # taken at once
+    _read(window, qtbot)
     values = window.collect_values()
     assert (values["prompt"], values["negative_prompt"], values["seed"]) == (prompt, negative, seed)
     assert window.upscale.isVisibleTo(window)
@@ -129,7 +138,7 @@ def test_a_dropped_picture_fills_the_form_from_its_metadata(
     assert window.params.plan.text().startswith("Plan: ")  # planned from the picture's own size
 
 
-def test_our_own_picture_restores_the_model_it_names_when_we_have_it(make_window, tmp_path):
+def test_our_own_picture_restores_the_model_it_names_when_we_have_it(make_window, qtbot, tmp_path):
     window = make_window(model="/models/tiny-model.safetensors")
     window.model_picker.set_model("")
     data = {"prompt": "a fox", "negative_prompt": "", "steps": 9, "model": "tiny-model"}
@@ -138,20 +147,22 @@ def test_our_own_picture_restores_the_model_it_names_when_we_have_it(make_window
     )
     save_png_atomic(Image.new("RGB", (64, 48)), tmp_path / "ours.png", text=text)
     assert window.open_images([str(tmp_path / "ours.png")]) == 1
+    _read(window, qtbot)
     assert window.collect_values()["prompt"] == "a fox"
     assert window.model_picker.model() == "/models/tiny-model.safetensors"
 
 
-def test_a_picture_without_metadata_still_queues(make_window, tmp_path):
+def test_a_picture_without_metadata_still_queues(make_window, qtbot, tmp_path):
     window = make_window()
     window.prompt_panel.prompt.setPlainText("kept as typed")
     Image.new("RGB", (32, 32)).save(tmp_path / "plain.webp")
     assert window.open_images([str(tmp_path / "plain.webp")]) == 1
-    assert window.collect_values()["prompt"] == ""  # never the last picture's prompt (issue 16)
+    _read(window, qtbot)
+    assert window.collect_values()["prompt"] == ""  # never the last picture's prompt
     assert "No generation metadata" in window.upscale.found.text()
 
 
-def test_bad_files_are_explained_and_never_crash(make_window, tmp_path, monkeypatch):
+def test_bad_files_are_explained_and_never_crash(make_window, qtbot, tmp_path, monkeypatch):
     window = make_window()
     good = tmp_path / "good.png"
     Image.new("RGB", (40, 40)).save(good)
@@ -162,23 +173,27 @@ def test_bad_files_are_explained_and_never_crash(make_window, tmp_path, monkeypa
     folder = tmp_path / "a-folder"
     folder.mkdir()
     assert _drop(window, [broken, text, folder, good])
+    assert window.upscale.queue.count() == 4  # each "reading…" until it is read
+    _read(window, qtbot)
     message = window.banner.message()
     assert "'broken.png'" in message and "'notes.txt'" in message and "is a folder" in message
     assert window.upscale.queue.count() == 1  # the good one
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a 40 x 40 picture is now a "bomb"
     window.upscale_flow.clear()
-    assert window.open_images([str(good)]) == 0
+    assert window.open_images([str(good)]) == 1
+    _read(window, qtbot)
     assert "more than the 1000 pixels" in window.banner.message()
     assert window.upscale.isHidden()
 
 
-def test_a_pasted_picture_is_saved_and_queued(make_window, home):
+def test_a_pasted_picture_is_saved_and_queued(make_window, qtbot, home):
     window = make_window()
     image = QImage(48, 32, QImage.Format.Format_RGB32)
     image.fill(0x336699)
     QGuiApplication.clipboard().setImage(image)
     assert window.paste() == 1
+    _read(window, qtbot)
     source = window.upscale_flow.queue.items[0]
     assert source.path.parent == home / "cache" / "pasted" and source.size == (32, 48)
 
@@ -190,6 +205,7 @@ def test_two_dropped_pictures_run_one_after_the_other(make_window, qtbot, tmp_pa
     second = _png(tmp_path / "two.png", {"prompt": json.dumps(COMFY_GRAPH)})
     assert _drop(window, [first, second])
     assert window.generate_button.text() == "Upscale 2 pictures"
+    _read(window, qtbot)
     window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(3.0))
     window.upscale.strength.setValue(0.6)
     window.generate()
@@ -214,6 +230,7 @@ def test_a_waiting_picture_can_be_taken_out_and_a_running_one_cancelled(
     window = make_window(job, model="tiny-model")
     paths = [_png(tmp_path / f"{n}.png", {}) for n in ("a", "b", "c")]
     window.open_images([str(p) for p in paths])
+    _read(window, qtbot)
     window.generate()
     assert job.holding.wait(5)
     window.upscale.queue.setCurrentRow(2)
@@ -227,3 +244,46 @@ def test_a_waiting_picture_can_be_taken_out_and_a_running_one_cancelled(
     assert states == [State.CANCELLED, State.PENDING]  # the queue stops; Upscale goes on
     assert len(job.calls) == 1
     assert window.generate_button.text() == "Upscale"
+
+
+def test_upscale_waits_for_the_pictures_still_being_read(make_window, qtbot, tmp_path, monkeypatch):
+    from demofusion_app.gui import upscale_flow
+
+    job = ScriptedJob(script(stages=1, steps=1))
+    window = make_window(job, model="tiny-model")
+    release = threading.Event()
+    real_read = upscale_flow.read_picture
+
+    def slow_read(*args):  # a large picture: still being read when Upscale is pressed
+        assert release.wait(10)
+        return real_read(*args)
+
+    monkeypatch.setattr(upscale_flow, "read_picture", slow_read)
+    first = _png(tmp_path / "one.png", {"parameters": A1111})
+    second = _png(tmp_path / "two.png", {})
+    assert _drop(window, [first, second])
+    assert window.generate_button.text() == "Upscale 2 pictures"
+    assert not window.generate()
+    assert window.banner.message() == upscale_flow.STILL_READING
+    window.upscale.queue.setCurrentRow(1)
+    window.upscale.remove.click()  # taken out while it is read: it does not come back
+    release.set()
+    _read(window, qtbot)
+    assert [s.path for s in window.upscale_flow.queue.items] == [first]
+    assert window.collect_values()["prompt"] == "a castle on a hill, golden hour"
+    assert window.generate()
+    qtbot.waitUntil(lambda: not window.controller.running, timeout=5000)
+    assert [call[0].init_image for call in job.calls] == [str(first)]
+
+
+def test_a_sideways_photo_is_shown_upright_once(make_window, qtbot, tmp_path):
+    photo = Image.new("RGB", (48, 24), (30, 40, 220))
+    photo.paste(Image.new("RGB", (24, 24), (220, 30, 30)), (0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise
+    photo.save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    window = make_window()
+    assert _drop(window, [tmp_path / "photo.jpg"])
+    _read(window, qtbot)
+    assert window.upscale_flow.queue.items[0].size == (48, 24)  # (height, width), upright
+    assert window.viewer.geometry_size == (24, 48)

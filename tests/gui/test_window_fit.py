@@ -122,6 +122,7 @@ def test_an_upscale_shows_its_own_plan_and_no_width_or_height(make_window, qtbot
     params = window.params
     assert params.width.isVisibleTo(window)
     window.open_images([str(_picture(tmp_path / "small.png"))])
+    qtbot.waitUntil(lambda: window.upscale_flow.reading == 0)  # read in the window's pool
     window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(2.0))
 
     def plan() -> str:  # the whole plan, whether or not it fits the line

@@ -34,6 +34,12 @@ def _png(path: Path, text: dict[str, str] | None = None) -> Path:
     return path
 
 
+def _read(window, qtbot) -> None:
+    """Wait until the pictures opened are read (in the window's pool)."""
+    flow = window.upscale_flow
+    qtbot.waitUntil(lambda: flow.reading == 0 and window.background.pending == 0, timeout=10_000)
+
+
 def _run_queue(window, job: ScriptedJob, qtbot, count: int) -> None:
     window.upscale.scale.setCurrentIndex(window.upscale.scale.findData(2.0))
     assert window.generate()
@@ -50,6 +56,7 @@ def test_each_dropped_picture_runs_with_its_own_seed_and_prompt(make_window, qtb
         _png(tmp_path / "plain.png"),
     ]
     assert window.open_images([str(p) for p in paths]) == 3
+    _read(window, qtbot)
     _run_queue(window, job, qtbot, 3)
     requests = [call[0] for call in job.calls]
     assert [r.prompt for r in requests] == ["a castle on a hill", "glass bottle on a beach", ""]
@@ -66,6 +73,7 @@ def test_what_is_typed_after_the_drop_goes_to_pictures_without_metadata(
     window = make_window(job, model="tiny-model")
     paths = [_png(tmp_path / "one.png"), _png(tmp_path / "two.png")]
     assert window.open_images([str(p) for p in paths]) == 2
+    _read(window, qtbot)
     window.prompt_panel.prompt.setPlainText("old stone bridge")
     _run_queue(window, job, qtbot, 2)
     assert [call[0].prompt for call in job.calls] == ["old stone bridge"] * 2
@@ -78,6 +86,7 @@ def test_a_picture_without_metadata_starts_with_an_empty_prompt(make_window, qtb
     window.prompt_panel.negative_prompt.setPlainText("its negative")
     window.params.seed.setText("42")
     assert window.open_images([str(_png(tmp_path / "plain.png"))]) == 1
+    _read(window, qtbot)
     values = window.collect_values()
     assert (values["prompt"], values["negative_prompt"], values["seed"]) == ("", "", "")
     _run_queue(window, job, qtbot, 1)
@@ -86,12 +95,13 @@ def test_a_picture_without_metadata_starts_with_an_empty_prompt(make_window, qtb
 
 
 def test_a_dropped_picture_whose_seed_is_out_of_range_says_so_and_leaves_the_seed_empty(
-    make_window, tmp_path
+    make_window, qtbot, tmp_path
 ):
     window = make_window(ScriptedJob(script(stages=1, steps=1)), model="tiny-model")
     window.params.seed.setText("42")
     text = "a red boat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: -5, Size: 64x64"
     assert window.open_images([str(_png(tmp_path / "bad-seed.png", {"parameters": text}))]) == 1
+    _read(window, qtbot)
     values = window.collect_values()
     assert (values["prompt"], values["seed"]) == ("a red boat", "")
     assert "seed -5" in window.banner.message() and "new seed" in window.banner.message()

@@ -12,10 +12,11 @@ from demofusion_app.engine.events import Finished, StageFinished
 from demofusion_app.engine.request import Request, RequestError
 from demofusion_app.gui.messages import RunEvent, RunFailure, message_for
 from demofusion_app.gui.worker import ModelCacheHolder, RunController
+from demofusion_app.jobs import JobOptions
 
 
-def _options(tmp_path: Path) -> dict[str, object]:
-    return {"output": tmp_path / "out.png", "save_stages": True, "preview_every": 1}
+def _options(tmp_path: Path) -> JobOptions:
+    return JobOptions(output=tmp_path / "out.png", save_stages=True, preview_every=1)
 
 
 def test_messages_arrive_in_event_order_from_a_worker_thread(qtbot, tmp_path):
@@ -37,6 +38,8 @@ def test_messages_arrive_in_event_order_from_a_worker_thread(qtbot, tmp_path):
         RunEvent.FINISHED,
     ]
     assert job.thread_names and job.thread_names[0] != threading.main_thread().name
+    options = job.calls[0][1]
+    assert isinstance(options, JobOptions) and options.output == tmp_path / "out.png"
     assert (tmp_path / "out-stage1.png").is_file() and (tmp_path / "out.png").is_file()
 
 
@@ -116,5 +119,7 @@ def test_the_model_cache_is_made_once_and_shared_by_runs(qtbot, tmp_path):
         with qtbot.waitSignal(
             controller.running_changed, timeout=5000, check_params_cb=lambda running: not running
         ):
-            controller.start(Request(prompt="x", width=64, height=64), {"output": tmp_path / name})
+            controller.start(
+                Request(prompt="x", width=64, height=64), JobOptions(output=tmp_path / name)
+            )
     assert made == [1]

@@ -1,4 +1,4 @@
-"""read_metadata on hostile pictures (issue 14): huge prompts, texts that made the A1111 parser
+"""read_metadata on hostile pictures: huge prompts, texts that made the A1111 parser
 quadratic, deeply nested JSON, graphs that made the ComfyUI walk explode, seeds out of range.
 
 Every answer must come back bounded and promptly, as `FoundMetadata` with the unusable part left

@@ -1,4 +1,4 @@
-"""Issue 14 item 5: a shared picture names its files and gives their SHA-256, never where they live.
+"""A shared picture names its files and gives their SHA-256, never where they live.
 
 Full paths are written only with the `metadata_full_paths` setting on.
 """

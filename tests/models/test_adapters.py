@@ -10,7 +10,7 @@ import torch
 
 from demofusion_app.models.adapters import parse_lora_arg, vae_dtype
 from demofusion_app.models.errors import ModelError
-from demofusion_app.models.loader import LoadedPipeline, load_pipeline
+from demofusion_app.models.loader import LoadedPipeline, LoadSpec, load_pipeline
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -68,7 +68,7 @@ def other_vae(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def loaded(tiny_sdxl_dir: Path) -> LoadedPipeline:
-    return load_pipeline(str(tiny_sdxl_dir), device="cpu")
+    return load_pipeline(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
 
 
 def unet_output(loaded: LoadedPipeline) -> torch.Tensor:
@@ -210,9 +210,11 @@ def test_missing_pickled_and_repeated_lora_files_are_refused(
 
 
 def test_loras_given_at_load_are_applied(tiny_sdxl_dir: Path, loras: dict[str, Path]) -> None:
-    plain = load_pipeline(str(tiny_sdxl_dir), device="cpu")
-    styled = load_pipeline(str(tiny_sdxl_dir), device="cpu", loras=((str(loras["a"]), 1.0),))
-    reference = load_pipeline(str(tiny_sdxl_dir), device="cpu")
+    plain = load_pipeline(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
+    styled = load_pipeline(
+        LoadSpec(str(tiny_sdxl_dir), device="cpu", loras=((str(loras["a"]), 1.0),))
+    )
+    reference = load_pipeline(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     reference.set_loras(((str(loras["a"]), 1.0),))
     assert torch.equal(unet_output(styled), unet_output(reference))
     assert not torch.equal(unet_output(styled), unet_output(plain))
@@ -297,12 +299,12 @@ def test_fp16_safe_vae_override_stays_in_half_precision(
     from diffusers import AutoencoderKL
 
     from demofusion_app.models import sources
-    from demofusion_app.models.loader import _load_resolved
+    from demofusion_app.models.device import probe_device
+    from demofusion_app.models.loader import ResolvedLoad
 
-    half = _load_resolved(
-        sources.resolve(str(tiny_sdxl_dir)), "cpu", torch.float16, "none", vae=None, loras=(),
-        allow_pickle=False,
-    )  # fmt: skip
+    spec = LoadSpec(str(tiny_sdxl_dir), device="cpu")
+    resolved = ResolvedLoad(spec, sources.resolve(spec.model), probe_device("cpu"), torch.float16)
+    half = resolved.load("none")
     assert half.pipe.unet.dtype == torch.float16
     assert half.pipe.vae.dtype == torch.float32  # the model's own VAE says force_upcast
     safe = AutoencoderKL.from_pretrained(str(tiny_sdxl_dir / "vae"))

@@ -11,6 +11,7 @@ import torch
 
 from demofusion_app.models.cache import ModelCache, free_memory
 from demofusion_app.models.errors import ModelError
+from demofusion_app.models.loader import LoadSpec
 
 MB = 1024**2
 
@@ -89,18 +90,37 @@ def unet_output(pipe: object) -> torch.Tensor:
 def test_second_get_reuses_the_loaded_model(tiny_sdxl_dir: Path) -> None:
     cache = ModelCache()
     start = time.perf_counter()
-    first = cache.get(str(tiny_sdxl_dir), device="cpu")
+    first = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    second = cache.get(str(tiny_sdxl_dir), device="cpu")
+    second = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     warm = time.perf_counter() - start
     print(f"\ncache: first get {cold * 1000:.1f} ms, second get {warm * 1000:.2f} ms")
     assert second is first
     assert second.pipe is first.pipe
     assert len(cache) == 1
     # Another spelling of the same folder is the same model.
-    third = cache.get(str(tiny_sdxl_dir / "unet" / ".."), device="cpu")
+    third = cache.get(LoadSpec(str(tiny_sdxl_dir / "unet" / ".."), device="cpu"))
     assert third is first
+
+
+def test_the_cache_is_keyed_by_the_load_spec_of_the_base_model(tiny_sdxl_dir: Path) -> None:
+    cache = ModelCache()
+    first = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu", peak_pixels=64 * 64))
+    # The run's sizes only feed the auto memory mode: another size is the same model.
+    again = cache.get(
+        LoadSpec(f"{tiny_sdxl_dir}/", device="cpu", view_batch_size=2, peak_pixels=4096 * 4096)
+    )
+    assert again is first and len(cache) == 1
+    (key,) = cache.keys()
+    assert key == LoadSpec(
+        str(tiny_sdxl_dir.resolve()),
+        device="cpu",
+        dtype="float32",
+        memory_mode="none",
+        prediction_type="epsilon",
+    )
+    assert cache.refs() == [key.model]
     assert cache.refs() == [str(tiny_sdxl_dir.resolve())]
 
 
@@ -108,16 +128,16 @@ def test_vae_and_lora_swaps_reuse_the_cached_base(
     tiny_sdxl_dir: Path, lora: Path, other_vae: Path
 ) -> None:
     cache = ModelCache()
-    plain = cache.get(str(tiny_sdxl_dir), device="cpu")
+    plain = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     unet, base = plain.pipe.unet, unet_output(plain.pipe)
     styled = cache.get(
-        str(tiny_sdxl_dir), device="cpu", vae=str(other_vae), loras=((str(lora), 0.8),)
+        LoadSpec(str(tiny_sdxl_dir), device="cpu", vae=str(other_vae), loras=((str(lora), 0.8),))
     )
     assert styled.pipe is plain.pipe and styled.pipe.unet is unet
     assert styled.vae_ref == str(other_vae.resolve())
     assert styled.loras == ((str(lora.resolve()), 0.8),)
     assert not torch.allclose(unet_output(styled.pipe), base, atol=1e-4)
-    back = cache.get(str(tiny_sdxl_dir), device="cpu")
+    back = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     assert back.pipe is plain.pipe
     assert (back.vae_ref, back.loras) == (None, ())
     assert torch.equal(unet_output(back.pipe), base)
@@ -126,10 +146,14 @@ def test_vae_and_lora_swaps_reuse_the_cached_base(
 
 def test_a_failed_lora_leaves_the_cached_model_usable(tiny_sdxl_dir: Path, tmp_path: Path) -> None:
     cache = ModelCache()
-    plain = cache.get(str(tiny_sdxl_dir), device="cpu")
+    plain = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     with pytest.raises(ModelError, match="does not exist"):
-        cache.get(str(tiny_sdxl_dir), device="cpu", loras=((str(tmp_path / "x.safetensors"), 1),))
-    again = cache.get(str(tiny_sdxl_dir), device="cpu")
+        cache.get(
+            LoadSpec(
+                str(tiny_sdxl_dir), device="cpu", loras=((str(tmp_path / "x.safetensors"), 1),)
+            )
+        )
+    again = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     assert again.pipe is plain.pipe and not again.released
 
 
@@ -137,13 +161,13 @@ def test_another_model_evicts_and_frees_the_old_one(
     tiny_sdxl_dir: Path, tiny_sd15_dir: Path
 ) -> None:
     cache = ModelCache()
-    sdxl = cache.get(str(tiny_sdxl_dir), device="cpu")
+    sdxl = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     unet = sdxl.pipe.unet
-    sd15 = cache.get(str(tiny_sd15_dir), device="cpu")
+    sd15 = cache.get(LoadSpec(str(tiny_sd15_dir), device="cpu"))
     assert len(cache) == 1 and cache.refs() == [str(tiny_sd15_dir.resolve())]
     assert sdxl.released and not sd15.released
     assert {p.device.type for p in unet.parameters()} == {"meta"}
-    reloaded = cache.get(str(tiny_sdxl_dir), device="cpu")
+    reloaded = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
     assert reloaded.pipe is not sdxl.pipe and not reloaded.released
     assert sd15.released
 
@@ -152,21 +176,23 @@ def test_larger_capacity_keeps_models_and_evicts_the_least_recently_used(
     tiny_sdxl_dir: Path, tiny_sd15_dir: Path, tiny_sd2v_dir: Path
 ) -> None:
     cache = ModelCache(capacity=2)
-    sdxl = cache.get(str(tiny_sdxl_dir), device="cpu")
-    sd15 = cache.get(str(tiny_sd15_dir), device="cpu")
-    assert cache.get(str(tiny_sdxl_dir), device="cpu") is sdxl  # sdxl is now the most recent
-    sd2 = cache.get(str(tiny_sd2v_dir), device="cpu")
+    sdxl = cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu"))
+    sd15 = cache.get(LoadSpec(str(tiny_sd15_dir), device="cpu"))
+    assert (
+        cache.get(LoadSpec(str(tiny_sdxl_dir), device="cpu")) is sdxl
+    )  # sdxl is now the most recent
+    sd2 = cache.get(LoadSpec(str(tiny_sd2v_dir), device="cpu"))
     assert sd15.released and not sdxl.released and not sd2.released
     assert cache.refs() == [str(tiny_sdxl_dir.resolve()), str(tiny_sd2v_dir.resolve())]
 
 
 def test_another_prediction_type_is_another_entry(tiny_sd15_dir: Path) -> None:
     cache = ModelCache(capacity=2)
-    eps = cache.get(str(tiny_sd15_dir), device="cpu")
-    v = cache.get(str(tiny_sd15_dir), device="cpu", prediction_type="v_prediction")
+    eps = cache.get(LoadSpec(str(tiny_sd15_dir), device="cpu"))
+    v = cache.get(LoadSpec(str(tiny_sd15_dir), device="cpu", prediction_type="v_prediction"))
     assert v is not eps and len(cache) == 2
     assert v.pipe.scheduler.config.prediction_type == "v_prediction"
-    assert cache.get(str(tiny_sd15_dir), device="cpu", prediction_type="epsilon") is eps
+    assert cache.get(LoadSpec(str(tiny_sd15_dir), device="cpu", prediction_type="epsilon")) is eps
 
 
 def test_capacity_must_be_at_least_one() -> None:
@@ -179,7 +205,7 @@ def test_release_gives_the_memory_back(big_sdxl_dir: Path) -> None:
     cache = ModelCache()
     free_memory(set())  # earlier tests' garbage goes back first, so that it is not counted below
     before = rss()
-    loaded = cache.get(str(big_sdxl_dir), device="cpu")
+    loaded = cache.get(LoadSpec(str(big_sdxl_dir), device="cpu"))
     with torch.no_grad():  # read every weight, so that none is only mapped and never loaded
         total = sum(float(p.sum()) for p in loaded.pipe.unet.parameters())
     assert total == total
@@ -196,5 +222,5 @@ def test_release_gives_the_memory_back(big_sdxl_dir: Path) -> None:
     assert held - after > 0.8 * weights
     assert after - before < 0.25 * weights
     cache.release()  # releasing an empty cache is harmless
-    assert cache.get(str(big_sdxl_dir), device="cpu") is not loaded
+    assert cache.get(LoadSpec(str(big_sdxl_dir), device="cpu")) is not loaded
     cache.release()

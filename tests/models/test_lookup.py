@@ -1,4 +1,4 @@
-"""Issue 14 item 5: files named in a picture are found again by name and SHA-256, never by name
+"""Files named in a picture are found again by name and SHA-256, never by name
 alone when the hash says otherwise."""
 
 from __future__ import annotations

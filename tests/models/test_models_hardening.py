@@ -1,4 +1,4 @@
-"""Issue 14: hostile model folders and headers are skipped or refused, never a crash or a hang.
+"""Hostile model folders and headers are skipped or refused, never a crash or a hang.
 
 Dangling links, FIFOs, link loops, unreadable and absurdly deep folders are skipped by discovery with
 a warning naming each; a header nested too deeply or with an `Infinity`, negative or fractional

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from demofusion_app.cli_errors import cli_message
 from demofusion_app.models.errors import ModelError
 from demofusion_app.models.sources import load_components, resolve
 
@@ -49,7 +50,7 @@ def test_pickles_are_refused_by_default_and_the_payload_never_runs(
     path = _trapped_checkpoint(tmp_path / f"model{suffix}", marker)
     with pytest.raises(ModelError) as caught:
         resolve(str(path))
-    message = str(caught.value)
+    message = cli_message(caught.value)  # as the command line says it, naming its flag
     assert f"model{suffix}" in message and "run" in message and "--allow-pickle" in message
     assert "safetensors" in message
     assert not marker.exists()

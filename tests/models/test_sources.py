@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from demofusion_app.cli_errors import cli_message
 from demofusion_app.models import hub
 from demofusion_app.models.errors import ModelError
 from demofusion_app.models.sources import ModelSource, load_components, resolve
@@ -127,7 +128,7 @@ def test_hub_id_missing_from_the_cache_says_how_to_use_a_local_file(
 ) -> None:
     with pytest.raises(ModelError) as caught:
         resolve("some-org/not-downloaded")
-    message = str(caught.value)
+    message = cli_message(caught.value)  # as the command line says it, naming its flag
     assert "some-org/not-downloaded" in message and "HF_HUB_OFFLINE" in message
     assert "--model path/to/model.safetensors" in message
     assert str(hf_home / "hub") in message and "\n" not in message

@@ -1,5 +1,5 @@
 """The store under hostile conditions: concurrent writers, absurd JSON, pipes and folders where
-files belong, over-long prompts, temporary files a kill left, and the umask (issue 14)."""
+files belong, over-long prompts, temporary files a kill left, and the umask."""
 
 from __future__ import annotations
 

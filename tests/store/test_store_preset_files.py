@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from demofusion_app.engine.plan import SD15, SDXL
+from demofusion_app.engine.geometry import SD15, SDXL
 from demofusion_app.resources import resources_dir
 from demofusion_app.store import (
     BuiltinPresetError,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from demofusion_app.engine.plan import SD15, SDXL, Geometry, make_plan
+from demofusion_app.engine.geometry import SD15, SDXL, Geometry
+from demofusion_app.engine.plan import make_plan
 from demofusion_app.engine.request import Request, validate
 from demofusion_app.store import Preset, PresetError, apply_preset
 from demofusion_app.store.presets import GENERATION_FIELDS, PRESET_FIELDS, parse_stride
@@ -149,7 +150,7 @@ def test_stride_words_and_digits_parse_from_text() -> None:
 
 def test_preset_flag_values_resolve_for_the_model_and_flags_win(tmp_path) -> None:
     from demofusion_app.store import PresetNotFound
-    from demofusion_app.store.presets import values_for_cli
+    from demofusion_app.store.preset_store import values_for_cli
 
     values = values_for_cli("demofusion PAPER", {"steps": 20, "seed": None}, SD15, root=tmp_path)
     assert values["steps"] == 20 and values["stride"] == 32 and values["width"] == 1536

@@ -1,0 +1,43 @@
+"""Our own JSON (`demofusion` PNG text): the whole request, read back exactly."""
+
+from __future__ import annotations
+
+from demofusion_app.imaging.readers.chunks import Chunks
+from demofusion_app.imaging.readers.record import (
+    FoundMetadata,
+    as_float,
+    as_int,
+    as_str,
+    seed_of,
+)
+
+KEY = "demofusion"
+_SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
+
+
+def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
+    data = chunks.json(chunks.texts.get(KEY), f'"{KEY}" text', notes)
+    if not isinstance(data, dict) or not isinstance(data.get("request"), dict):
+        return None
+    request = dict(data["request"])
+    seed = seed_of(data.get("seed", request.get("seed")), "demofusion", notes)
+    # the request is what a face restores: a seed there that is not usable goes too
+    if request.get("seed") is not None and seed_of(request["seed"], "demofusion", notes) is None:
+        request.pop("seed")
+    scheduler = as_str(request.get("scheduler"))
+    return FoundMetadata(
+        source="demofusion",
+        prompt=as_str(request.get("prompt")),
+        negative_prompt=as_str(request.get("negative_prompt")),
+        seed=seed,
+        model=as_str(data.get("model")) or as_str(request.get("model")),
+        steps=as_int(request.get("steps")),
+        guidance=as_float(request.get("guidance")),
+        width=as_int(data.get("width")),
+        height=as_int(data.get("height")),
+        sampler=as_str(data.get("sampler")) or scheduler,
+        raw={KEY: data},
+        request=request,
+        origin=chunks.origin(KEY),
+        scheduler=scheduler if scheduler in _SCHEDULERS else None,
+    )
