@@ -18,13 +18,17 @@ from typing import Any
 
 from . import APP_NAME, __version__
 from .cli_errors import cli_message
+from .engine.faithfulness import DEFAULT_POSITION, POSITION_KEYS, POSITIONS
 from .engine.request import (
+    COLOR_FIXES,
     DEVICES,
     DTYPES,
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
     SCHEDULERS,
+    TIMESTEP_SPACINGS,
     Request,
+    parse_view_batch,
     prompt_too_long,
 )
 
@@ -57,6 +61,13 @@ def _stride(text: str) -> int | str:
         raise argparse.ArgumentTypeError(
             f"invalid stride {text!r}: give latent pixels (e.g. 64) or half / quarter"
         ) from None
+
+
+def _view_batch(text: str) -> int | str:
+    try:
+        return parse_view_batch(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _value_flags(parser: argparse.ArgumentParser) -> set[str]:
@@ -123,9 +134,23 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
             "--scale", type=float, help="upscale factor, e.g. 2 (or give --width/--height)"
         )
         g.add_argument(
+            "--faithfulness",
+            choices=POSITION_KEYS,
+            help="how close to stay to the picture, from faithful to creative: sets --strength and "
+            f"--color-fix (default {DEFAULT_POSITION}: "
+            + ", ".join(f"{p.key} {p.strength:g}/{p.color_fix}" for p in POSITIONS)
+            + ")",
+        )
+        g.add_argument(
             "--strength",
             type=float,
-            help="how much each pass may change the picture, (0, 1]; default 1.0",
+            help="how much each pass may change the picture, (0, 1]; default: from --faithfulness",
+        )
+        g.add_argument(
+            "--color-fix",
+            choices=COLOR_FIXES,
+            help="keep the picture's colours in every picture written: wavelet (colours and "
+            "shading), adain (overall colour) or none; default: from --faithfulness",
         )
     g.add_argument("--steps", type=int, help="denoising steps per stage (default 50)")
     g.add_argument(
@@ -136,13 +161,23 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
     g.add_argument("--guidance-rescale", type=float, help="guidance rescale, 0-1 (default 0)")
     g.add_argument("--seed", type=int, help="random seed (default: a new one, printed)")
     g.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default euler)")
+    g.add_argument(
+        "--timestep-spacing",
+        choices=TIMESTEP_SPACINGS,
+        help="how the steps spread over the noise levels (default: the model's own; "
+        "trailing for Lightning, Hyper-SD, Turbo and DMD2)",
+    )
     d = p.add_argument_group("DemoFusion")
     d.add_argument(
         "--stride",
         type=_stride,
         help="window stride in latent pixels, or half / quarter of the window (default: half)",
     )
-    d.add_argument("--view-batch-size", type=int, help="views per UNet call (default 16)")
+    d.add_argument(
+        "--view-batch-size",
+        type=_view_batch,
+        help="views per UNet call, or auto: the most that fit the GPU, measured once (default 16)",
+    )
     d.add_argument("--cosine-scale-1", type=float, help="skip residual strength (default 3)")
     d.add_argument("--cosine-scale-2", type=float, help="dilated sampling strength (default 1)")
     d.add_argument("--cosine-scale-3", type=float, help="Gaussian filter strength (default 1)")
@@ -253,6 +288,8 @@ def request_from_args(args: argparse.Namespace) -> Request:
     Relative values ("--stride half", a preset's "2x base") are resolved for the model's geometry, read from
     the model without loading it. Without --model, the settings' default model is used.
     """
+    from .engine.faithfulness import expand as expand_position
+    from .engine.faithfulness import upscale_values
     from .models.geometry import geometry_of
     from .store.errors import StoreError
     from .store.preset_store import values_for_cli
@@ -284,6 +321,9 @@ def request_from_args(args: argparse.Namespace) -> Request:
         if default_model:
             given["model"] = default_model
     geometry = geometry_of(given.get("model", ""))
+    if args.command == "upscale":
+        # A position given here fills in the strength and colour fix not given beside it.
+        given = expand_position(given)
     try:
         values = values_for_cli(getattr(args, "preset", None), given, geometry)
     except KeyError as exc:
@@ -293,8 +333,10 @@ def request_from_args(args: argparse.Namespace) -> Request:
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
     if args.command == "generate":
-        values.pop("scale", None)
-        values.pop("strength", None)
+        for name in ("scale", "strength", "color_fix", "faithfulness"):
+            values.pop(name, None)
+    else:  # the faithful end unless the preset or the flags say otherwise
+        values = upscale_values(values)
     return Request.from_dict(values)
 
 

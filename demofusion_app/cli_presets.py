@@ -13,7 +13,15 @@ import json
 import sys
 from typing import Any
 
-from .engine.request import MEMORY_MODES, SCHEDULERS
+from .engine import faithfulness
+from .engine.faithfulness import POSITION_KEYS
+from .engine.request import (
+    COLOR_FIXES,
+    MEMORY_MODES,
+    SCHEDULERS,
+    TIMESTEP_SPACINGS,
+    parse_view_batch,
+)
 from .store.errors import StoreError
 from .store.preset_store import PresetStore
 from .store.presets import Preset, overlay, parse_size, parse_stride
@@ -32,15 +40,26 @@ GENERATION_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--guidance", "guidance", {"type": float, "help": "classifier-free guidance scale"}),
     ("--guidance-rescale", "guidance_rescale", {"type": float, "help": "guidance rescale, 0 to 1"}),
     ("--scheduler", "scheduler", {"choices": SCHEDULERS}),
+    ("--timestep-spacing", "timestep_spacing", {"choices": TIMESTEP_SPACINGS}),
     ("--seed", "seed", {"type": int, "help": "fixed seed (leave out for a new seed each run)"}),
     ("--stride", "stride", {"help": "window stride in latent pixels, or half / quarter"}),
-    ("--view-batch-size", "view_batch_size", {"type": int, "help": "views per UNet call"}),
+    (
+        "--view-batch-size",
+        "view_batch_size",
+        {"type": parse_view_batch, "help": "views per UNet call, or auto"},
+    ),
     ("--cosine-scale-1", "cosine_scale_1", {"type": float, "help": "skip-residual scale"}),
     ("--cosine-scale-2", "cosine_scale_2", {"type": float, "help": "dilated sampling scale"}),
     ("--cosine-scale-3", "cosine_scale_3", {"type": float, "help": "Gaussian filter scale"}),
     ("--sigma", "sigma", {"type": float, "help": "Gaussian filter standard deviation"}),
     ("--strength", "strength", {"type": float, "help": "image to image strength, 0 to 1"}),
     ("--scale", "scale", {"type": float, "help": "image to image upscale factor"}),
+    (
+        "--faithfulness",
+        "faithfulness",
+        {"choices": POSITION_KEYS, "help": "upscale position, from faithful to creative"},
+    ),
+    ("--color-fix", "color_fix", {"choices": COLOR_FIXES, "help": "upscale colour fix"}),
     ("--memory-mode", "memory_mode", {"choices": MEMORY_MODES}),
 )
 
@@ -143,7 +162,9 @@ def _save(store: PresetStore, args: argparse.Namespace) -> None:
     if not given and not start:
         raise UsageError("Give at least one setting to keep, such as --steps 30, or --from PRESET.")
     # A size given here replaces the starting preset's scale, and a scale its size.
-    parameters = overlay(start, given)
+    # A strength or colour fix given here leaves the starting position (then "Custom"), as in a run.
+    expand = faithfulness.expand
+    parameters = faithfulness.settle(overlay(expand(start), expand(given)))
     existed = store.find(args.name) is not None
     preset = store.save(args.name, parameters, args.description, overwrite=args.force)
     print(f"{'Replaced' if existed else 'Saved'} preset {preset.name!r} in {preset.path}")

@@ -29,7 +29,7 @@ from .engine.events import (
     StageStarted,
     StepDone,
 )
-from .engine.request import Request, validate
+from .engine.request import AUTO, Request, validate
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -65,6 +65,7 @@ class JobOptions:
     prompt_from_metadata: bool = True
     allow_pickle: bool = False  # .ckpt/.pt/.bin, read weights-only; the user must opt in
     metadata_full_paths: bool = False  # pictures record file names and hashes, not where files live
+    attention_masks: Path | None = None  # AccDiffusion's token masks and window prompts go here
 
 
 @dataclass(frozen=True)
@@ -319,9 +320,9 @@ def _png_text(
 
 
 def _oom_message(request: Request) -> str:
-    lower = max(1, request.view_batch_size // 2)
+    lower = max(1, request.view_batch // 2)
     return (
-        f"The {_device_word(request)} ran out of memory. Lower the view batch size (now {request.view_batch_size}; try "
+        f"The {_device_word(request)} ran out of memory. Lower the view batch size (now {request.view_batch}; try "
         f"{lower}), use memory mode 'model-offload' or 'sequential-offload', or pick a smaller size. "
         "Stage images already finished are kept."
     )
@@ -352,7 +353,8 @@ def prepare(
     on_warning: Warn | None = None,
 ) -> tuple[Request, Image | None]:
     """The request as it will run (prompt and seed from the picture's metadata where the user gave
-    none, else a new seed), validated, and the picture to upscale (None for text to image).
+    none, else a new seed; text to image without a colour fix or faithfulness, which need a
+    picture), validated, and the picture to upscale (None for text to image).
 
     `source` is the picture when a caller has already opened it (it is not read again). What the
     picture's metadata had that could not be used goes to `on_warning` (the reader logs it too)."""
@@ -360,6 +362,9 @@ def prepare(
         source = _load_source(request)
     if request.is_upscale and prompt_from_metadata and not request.prompt:
         request = _fill_from_metadata(request, source, on_warning or (lambda text: None))
+    if not request.is_upscale and (request.color_fix != "none" or request.faithfulness):
+        # A face may send its upscale settings along; a picture records what really ran.
+        request = request.replace(color_fix="none", faithfulness=None)
     request = choose_seed(request)
     validate(request)
     return request, source
@@ -411,6 +416,7 @@ class _Run:
     source: Image | None
     warnings: list[str]  # what the picture's metadata had that could not be used (logged too)
     pipeline: Any = None
+    controlnets: list[Any] = field(default_factory=list)  # loaded, in request.controlnets' order
     model_name: str = "model"
     plan: Plan | None = None
     output: Path | None = None
@@ -464,14 +470,21 @@ class _Run:
         from .engine.generate import plan_for
 
         self.model_name = Path(self.request.model).name if self.request.model else "model"
+        refs = [path for path, _ in self.request.controlnets]
         if pipeline is None:
             loaded = _load(load_spec(self.request, self.options, self.source), cache)
             pipeline = loaded.pipe
             if loaded.source is not None:
                 self.model_name = loaded.source.name or self.model_name
+            self.controlnets = [loaded.controlnet(ref) for ref in refs]
+        else:
+            self.controlnets = _load_controlnets(pipeline, refs, self.options.allow_pickle)
         self.pipeline = pipeline
         source_size = (self.source.height, self.source.width) if self.source is not None else None
         self.plan = plan_for(pipeline, self.request, source_size)
+        if self.request.view_batch_size == AUTO:
+            batch = _auto_view_batch(pipeline, self.request, self.plan)
+            self.request = self.request.replace(view_batch_size=batch)
 
     def claim_output(self) -> None:
         """The final file name (the settings' pattern when the face gave none), every file of the
@@ -505,6 +518,8 @@ class _Run:
             cancel=self.cancel,
             preview_every=self.options.preview_every,
             on_input=keep_input,
+            controlnets=self.controlnets,
+            control_picture=_control_picture(self.request, self.source),
         ):
             self._save_stage(out.stage, out.latents)
 
@@ -554,6 +569,13 @@ class _Run:
             self.last_stage = (event.stage, event.step)
         elif isinstance(event, StageStarted):
             self.last_stage = (event.stage, 0)
+        elif self.options.attention_masks is not None:
+            from .engine.accdiffusion import PatchPrompts
+
+            if isinstance(event, PatchPrompts):
+                from .imaging.attention_masks import save_attention_masks
+
+                save_attention_masks(event, self.options.attention_masks)
         self.emit(event)
 
     def _check_cancel(self) -> None:
@@ -577,6 +599,11 @@ class _Run:
             if image.size != (stage.width, stage.height):
                 # A stage whose size is not a multiple of f decodes a few pixels short.
                 image = image.resize((stage.width, stage.height), PILImage.Resampling.LANCZOS)
+            if self.source is not None and self.request.color_fix != "none":
+                # On the picture only: the next stage goes on from the latents, as sampled.
+                from .imaging.color_fix import apply_color_fix
+
+                image = apply_color_fix(image, self.source, self.request.color_fix)
             path = output if is_final else stage_path(output, stage.index)
             text = (
                 _png_text(
@@ -631,6 +658,76 @@ def _peak_pixels(request: Request, source: Image | None) -> int:
     return max(s.height * s.width for s in plan.stages)
 
 
+def _auto_view_batch(pipe: Any, request: Request, plan: Plan) -> int:
+    """`view_batch_size auto` as a number for this model on its device: measured on CUDA (once per model
+    and device, kept in the store's cache), a fixed default elsewhere (`models.device.auto_view_batch`)."""
+    import torch
+
+    from .models.device import (
+        VIEW_BATCH_CACHE_FILE,
+        auto_view_batch,
+        cuda_free_bytes,
+        cuda_peak_bytes,
+        probe_device,
+    )
+    from .store.paths import store_paths
+
+    device = torch.device(pipe._execution_device)
+    return auto_view_batch(
+        probe_device(str(device)),
+        model=f"{request.model}|{request.memory_mode}",
+        dtype=str(pipe.unet.dtype).removeprefix("torch."),
+        cfg=plan.cfg,
+        window=int(pipe.unet.config.sample_size),
+        cache_file=store_paths().cache_dir / VIEW_BATCH_CACHE_FILE,
+        peak_bytes=cuda_peak_bytes(pipe, cfg=plan.cfg),
+        free_bytes=lambda: cuda_free_bytes(device),
+        # No call needs more views than the busiest step has.
+        cap=max(s.views(plan.dilated) for s in plan.stages),
+    )
+
+
+def _load_controlnets(pipeline: Any, refs: list[str], allow_pickle: bool) -> list[Any]:
+    """ControlNets for a pipeline handed in directly (not from the model cache), on its device."""
+    if not refs:
+        return []
+    from .models.controlnet import load_controlnet
+
+    family = (
+        "sdxl" if getattr(pipeline, "text_encoder_2", None) is not None else _sd_family(pipeline)
+    )
+    models = []
+    for ref in refs:
+        model = load_controlnet(
+            ref,
+            family=family,
+            unet=pipeline.unet,
+            dtype=pipeline.unet.dtype,
+            allow_pickle=allow_pickle,
+        )
+        models.append(model.to(pipeline._execution_device))
+    return models
+
+
+def _sd_family(pipeline: Any) -> str:
+    return "sd2" if pipeline.unet.config.cross_attention_dim == 1024 else "sd15"
+
+
+def _control_picture(request: Request, source: Image | None) -> Image | None:
+    """The ControlNets' control image: the control image file or the picture, preprocessed (rule 34)."""
+    if not request.controlnets:
+        return None
+    from .imaging.control_images import control_picture
+    from .imaging.images import open_image
+
+    picture = open_image(request.control_image) if request.control_image else source
+    if picture is None:
+        raise JobError(
+            "A ControlNet needs a control image when generating from text; give a control image file."
+        )
+    return control_picture(picture, request.control_preprocess)
+
+
 def load_spec(request: Request, options: JobOptions, source: Image | None = None) -> LoadSpec:
     """What to load for `request`: its model, VAE, LoRAs and hardware choices, with the run's
     largest image (`source` is the picture to upscale) for the `auto` memory mode."""
@@ -651,8 +748,10 @@ def load_spec(request: Request, options: JobOptions, source: Image | None = None
         memory_mode=request.memory_mode,
         prediction_type=request.prediction_type,
         allow_pickle=options.allow_pickle,
+        controlnets=tuple(path for path, _ in request.controlnets),
         peak_pixels=_peak_pixels(request, source),
-        view_batch_size=request.view_batch_size,
+        # auto is measured once the model is loaded; the memory mode is chosen for the smallest batch.
+        view_batch_size=1 if request.view_batch_size == AUTO else request.view_batch_size,
     )
 
 

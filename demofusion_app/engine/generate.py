@@ -5,11 +5,12 @@ No files and no settings here: `jobs.py` decides what is decoded and written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
+from .control import Control, ControlNetUnit, picture_tensor
 from .events import CancelToken, StagePreview
 from .geometry import model_family, model_geometry
 from .plan import Plan, make_plan
@@ -34,12 +35,16 @@ def run_stages(
     cancel: CancelToken | None = None,
     preview_every: int = 0,
     on_input: Callable[[torch.Tensor], None] | None = None,
+    controlnets: Sequence[Any] = (),
+    control_picture: Any = None,
 ) -> Iterator[StageOutput]:
     """Run a request on `pipe`, yielding each stage's latents as it finishes.
 
     `source` is the picture to upscale (PIL RGB) for image-to-image requests. The generator draws, in order:
     the initial latents (or the encoder's posterior sample), each stage's noise, per step the jitter offsets and
-    any scheduler noise (docs/algorithm.md rule 25).
+    then the step noise of a stochastic scheduler (Euler a, LCM, TCD; docs/algorithm.md rule 25).
+    `controlnets` are the loaded ControlNets of `request.controlnets`, in its order, and `control_picture`
+    (PIL RGB) their control image, already preprocessed (rules 29-34).
     """
     from .prompts import encode_prompts
     from .vae import encode_image, preview_rgb
@@ -73,6 +78,9 @@ def run_stages(
     def preview(stage: int, step: int, latents: torch.Tensor) -> None:
         emit(StagePreview(stage, step, preview_rgb(latents, family)))
 
+    control = None
+    if controlnets:
+        control = _control(request, plan, pipe, controlnets, control_picture)
     sampler = DemoFusionSampler(
         pipe,
         request,
@@ -84,5 +92,37 @@ def run_stages(
         initial=initial,
         preview=preview,
         preview_every=preview_every,
+        control=control,
+        **_accdiffusion(pipe, request, plan, generator, emit),
     )
     yield from sampler.run()
+
+
+def _accdiffusion(
+    pipe: Any, request: Request, plan: Plan, generator: torch.Generator, emit: Any
+) -> dict[str, Any]:
+    """The sampler's AccDiffusion hooks where the request asks for them (rules 35-41); none otherwise."""
+    if request.patch_prompts is None and not request.window_interaction:
+        return {}
+    from .accdiffusion import AccDiffusion
+
+    variation = AccDiffusion(pipe, request, plan, generator, emit=emit)
+    return {"variation": variation, "local_views": variation.local_views}
+
+
+def _control(
+    request: Request, plan: Plan, pipe: Any, controlnets: Sequence[Any], picture: Any
+) -> Control:
+    """The run's ControlNets with their scales and windows, and the control image at stage 1's size."""
+    if len(controlnets) != len(request.controlnets):
+        raise ValueError("one loaded ControlNet per request.controlnets entry is needed")
+    if picture is None:
+        raise ValueError("a ControlNet run needs its control picture")
+    units = tuple(
+        ControlNetUnit(model, scale, *request.control_window(i))
+        for i, (model, (_, scale)) in enumerate(zip(controlnets, request.controlnets, strict=True))
+    )
+    f = model_geometry(pipe).vae_scale_factor
+    first = plan.stages[0]
+    image = picture_tensor(picture, (first.latent_height * f, first.latent_width * f))
+    return Control(units, image.to(torch.device(pipe._execution_device)))

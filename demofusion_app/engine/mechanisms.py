@@ -23,10 +23,16 @@ Scale = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Views:
     """A batch of views for the UNet: `inputs` (V, C, h, w), already scaled for the step, and for each view
-    the SDXL crop conditioning `crops[v]` = (top, left) in pixels (rule 14)."""
+    the SDXL crop conditioning `crops[v]` = (top, left) in pixels (rule 14). With ControlNets, `control` is
+    each view's control image (V, 3, h*f, w*f) and `control_scales` each ControlNet's scale at this step
+    (rules 29-33); None and () without."""
 
     inputs: torch.Tensor
     crops: list[tuple[int, int]]
+    control: torch.Tensor | None = None
+    control_scales: tuple[float, ...] = ()
+    # Per-view prompts (AccDiffusion, rule 38): ids the Denoiser registered; None: the run's prompt (id 0).
+    prompts: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -34,7 +40,15 @@ class Views:
     @staticmethod
     def cat(groups: Sequence[Views]) -> Views:
         """One batch of several groups' views, in order."""
-        return Views(torch.cat([g.inputs for g in groups]), [c for g in groups for c in g.crops])
+        inputs = torch.cat([g.inputs for g in groups])
+        crops = [c for g in groups for c in g.crops]
+        prompts = None
+        if any(g.prompts is not None for g in groups):
+            prompts = tuple(p for g in groups for p in (g.prompts or (0,) * len(g)))
+        if groups[0].control is None:
+            return Views(inputs, crops, prompts=prompts)
+        control = torch.cat([g.control for g in groups if g.control is not None])
+        return Views(inputs, crops, control, groups[0].control_scales, prompts)
 
 
 # The guided model output (float32) of every view at the step's timestep `t`.

@@ -10,11 +10,27 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import Remedy, UserError
+from .faithfulness import POSITION_KEYS, mismatch
 
-SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
+SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc", "lcm", "tcd")
+# How a scheduler spreads its steps over the training timesteps; a request's None keeps the model's own.
+TIMESTEP_SPACINGS = ("leading", "linspace", "trailing")
+# Consistency samplers pick from a distillation grid of 50 timesteps unless given a spacing.
+FEW_STEP_SCHEDULERS = ("lcm", "tcd")
+MAX_FEW_STEPS = 50
+# `view_batch_size` may be this word: the largest batch that fits the device, found when the model is loaded.
+AUTO = "auto"
+# What auto means where nothing is measured (the CPU, Apple MPS, an engine caller that does not probe): on the CPU a
+# bigger batch is no faster and holds gigabytes of activations.
+UNMEASURED_VIEW_BATCH = 4
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MEMORY_MODES = ("auto", "none", "model-offload", "sequential-offload")
+# How the control image is made from the picture (or the control image file); docs/algorithm.md rule 34.
+CONTROL_PREPROCESSORS = ("tile", "canny", "blur", "none")
+MAX_CONTROL_SCALE = 5.0
+# How an upscale's pictures keep the source's colours (demofusion_app/imaging/color_fix.py); pixels only.
+COLOR_FIXES = ("wavelet", "adain", "none")
 
 # Generous guards: beyond these a run would take days or the latents alone would not fit any card.
 MAX_SIDE = 16384
@@ -52,9 +68,10 @@ class Request:
     guidance_rescale: float = 0.0
     seed: int | None = None
     scheduler: str = "euler"
+    timestep_spacing: str | None = None
     # DemoFusion
     stride: int | None = None
-    view_batch_size: int = 16
+    view_batch_size: int | str = 16  # or AUTO
     cosine_scale_1: float = 3.0
     cosine_scale_2: float = 1.0
     cosine_scale_3: float = 1.0
@@ -65,10 +82,15 @@ class Request:
     skip_residual: bool = True
     dilated: bool = True
     blur: bool = True
+    # AccDiffusion (docs/algorithm.md rules 35-41): the patch-prompt threshold c (None: off), window interaction
+    patch_prompts: float | None = None
+    window_interaction: bool = False
     # Image to image
     init_image: str | None = None
     scale: float | None = None
     strength: float = 1.0
+    color_fix: str = "none"  # an upscale's pictures; text to image has no source and keeps none
+    faithfulness: str | None = None  # the position (engine/faithfulness.py) or None: custom numbers
     # Model and hardware
     model: str = ""
     vae: str | None = None
@@ -77,10 +99,23 @@ class Request:
     dtype: str = "auto"
     memory_mode: str = "auto"
     prediction_type: str | None = None
+    # ControlNets (rules 29-34): (file or folder, scale) each; the control image is `control_image` or, when
+    # None, the picture being upscaled; start and end hold one value for all or one per ControlNet.
+    controlnets: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    control_image: str | None = None
+    control_preprocess: str = "tile"
+    control_start: tuple[float, ...] = (0.0,)
+    control_end: tuple[float, ...] = (1.0,)
 
     @property
     def is_upscale(self) -> bool:
         return self.init_image is not None
+
+    @property
+    def view_batch(self) -> int:
+        """The views per UNet call: `view_batch_size`, or `UNMEASURED_VIEW_BATCH` while it is still auto."""
+        vb = self.view_batch_size
+        return vb if isinstance(vb, int) else UNMEASURED_VIEW_BATCH
 
     def replace(self, **changes: object) -> Request:
         return dataclasses.replace(self, **changes)
@@ -88,7 +123,18 @@ class Request:
     def to_dict(self) -> dict[str, object]:
         data = dataclasses.asdict(self)
         data["loras"] = [list(pair) for pair in self.loras]
+        data["controlnets"] = [list(pair) for pair in self.controlnets]
+        data["control_start"] = list(self.control_start)
+        data["control_end"] = list(self.control_end)
         return data
+
+    def control_window(self, unit: int) -> tuple[float, float]:
+        """(start, end) of ControlNet number `unit`: its own values, or the one pair given for all."""
+        starts, ends = self.control_start, self.control_end
+        return (
+            starts[unit] if len(starts) > 1 else starts[0],
+            ends[unit] if len(ends) > 1 else ends[0],
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Request:
@@ -97,7 +143,26 @@ class Request:
         kwargs = {k: v for k, v in data.items() if k in names}
         if "loras" in kwargs and kwargs["loras"] is not None:
             kwargs["loras"] = tuple((str(p), float(w)) for p, w in kwargs["loras"])  # type: ignore[union-attr]
+        if kwargs.get("controlnets") is not None:
+            pairs = kwargs["controlnets"]
+            kwargs["controlnets"] = tuple((str(p), float(w)) for p, w in pairs)  # type: ignore[union-attr]
+        for name in ("control_start", "control_end"):
+            value = kwargs.get(name)
+            if isinstance(value, (int, float)):
+                kwargs[name] = (float(value),)
+            elif value is not None:
+                kwargs[name] = tuple(float(v) for v in value)  # type: ignore[union-attr]
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def parse_view_batch(text: str) -> int | str:
+    """A view batch size as typed: a whole number, or "auto"; ValueError says what is accepted."""
+    word = text.strip().lower()
+    if word == AUTO:
+        return AUTO
+    if word.isdigit():
+        return int(word)
+    raise ValueError(f"View batch size {text!r} must be a whole number such as 16, or auto.")
 
 
 def nearest_multiples(value: int, multiple: int) -> tuple[int, int]:
@@ -155,6 +220,21 @@ def check_prompt_length(name: str, text: str) -> None:
         )
 
 
+def _check_accdiffusion(r: Request) -> None:
+    if r.patch_prompts is not None:
+        _check_range(
+            "patch_prompts", r.patch_prompts, 0.0, 1.0, "use a share from 0 to 1, e.g. 0.3"
+        )
+        if r.is_upscale and r.progressive and not r.dilated:
+            raise RequestError(
+                "patch_prompts",
+                "Patch prompts on an upscale read the first pass's dilated view; turn dilated sampling on "
+                "or patch prompts off.",
+            )
+    if not isinstance(r.window_interaction, bool):
+        raise RequestError("window_interaction", "Window interaction must be on or off.")
+
+
 def validate(request: Request, window: int | None = None) -> Request:
     """Check a request; raise `RequestError` naming the field and a valid alternative.
 
@@ -166,6 +246,17 @@ def validate(request: Request, window: int | None = None) -> Request:
         raise RequestError("prompt", "The prompt must be text.")
     for name, text in (("prompt", r.prompt), ("negative_prompt", r.negative_prompt)):
         check_prompt_length(name, text)
+    if r.color_fix not in COLOR_FIXES:
+        raise RequestError(
+            "color_fix",
+            f"Unknown colour fix {r.color_fix!r}; choose one of {', '.join(COLOR_FIXES)}.",
+        )
+    if r.faithfulness is not None and r.faithfulness not in POSITION_KEYS:
+        raise RequestError(
+            "faithfulness",
+            f"Unknown faithfulness {r.faithfulness!r}; choose one of {', '.join(POSITION_KEYS)}, "
+            "or leave it unset to give a strength and a colour fix yourself.",
+        )
     if r.is_upscale:
         if r.scale is not None and (r.width is not None or r.height is not None):
             raise RequestError(
@@ -189,6 +280,11 @@ def validate(request: Request, window: int | None = None) -> Request:
             raise RequestError(
                 "strength", "Strength 0 would change nothing; use a value such as 0.5."
             )
+        position_problem = mismatch(
+            {"faithfulness": r.faithfulness, "strength": r.strength, "color_fix": r.color_fix}
+        )
+        if position_problem is not None:
+            raise RequestError("faithfulness", position_problem)
     else:
         _check_side("width", r.width, required=True)
         _check_side("height", r.height, required=True)
@@ -220,14 +316,32 @@ def validate(request: Request, window: int | None = None) -> Request:
                 f"Stride {r.stride} is wider than the model's window of {window} latent pixels; "
                 f"use at most {window} (half, {window // 2}, is usual).",
             )
-    if not isinstance(r.view_batch_size, int) or not 1 <= r.view_batch_size <= 1024:
+    if r.timestep_spacing is not None and r.timestep_spacing not in TIMESTEP_SPACINGS:
+        raise RequestError(
+            "timestep_spacing",
+            f"Unknown timestep spacing {r.timestep_spacing!r}; choose one of "
+            f"{', '.join(TIMESTEP_SPACINGS)} (trailing for Lightning, Turbo and DMD2), or leave it unset.",
+        )
+    if (
+        r.scheduler in FEW_STEP_SCHEDULERS
+        and r.timestep_spacing is None
+        and r.steps > MAX_FEW_STEPS
+    ):
+        raise RequestError(
+            "steps",
+            f"{r.scheduler.upper()} takes at most {MAX_FEW_STEPS} steps on its own schedule; use 4 to 8 "
+            "steps, or give a timestep spacing.",
+        )
+    vb = r.view_batch_size
+    if vb != AUTO and (not isinstance(vb, int) or isinstance(vb, bool) or not 1 <= vb <= 1024):
         raise RequestError(
             "view_batch_size",
-            f"View batch size {r.view_batch_size!r} must be 1 to 1024; 16 is usual.",
+            f"View batch size {vb!r} must be 1 to 1024 or auto; 16 is usual.",
         )
     for name in ("cosine_scale_1", "cosine_scale_2", "cosine_scale_3"):
         _check_range(name, getattr(r, name), 0.0, 100.0, "use 0 to 100; the paper uses 3, 1 and 1")
     _check_range("sigma", r.sigma, 0.0, 100.0, "use a positive value such as 0.8")
+    _check_accdiffusion(r)
     if r.sigma <= 0 and r.blur:
         raise RequestError(
             "sigma", "Sigma must be above 0 with blur on; use 0.8, or turn blur off."
@@ -249,4 +363,46 @@ def validate(request: Request, window: int | None = None) -> Request:
         raise RequestError(
             "prediction_type", "Prediction type must be epsilon or v_prediction (or left unset)."
         )
+    _check_control(r)
     return r
+
+
+def _check_control(r: Request) -> None:
+    """The ControlNet settings (rules 29-34)."""
+    if r.control_preprocess not in CONTROL_PREPROCESSORS:
+        raise RequestError(
+            "control_preprocess",
+            f"Unknown control preprocessor {r.control_preprocess!r}; choose one of "
+            f"{', '.join(CONTROL_PREPROCESSORS)}.",
+        )
+    for _, scale in r.controlnets:
+        _check_range(
+            "controlnets",
+            scale,
+            0.0,
+            MAX_CONTROL_SCALE,
+            f"use 0 to {MAX_CONTROL_SCALE:g}, e.g. 1.0",
+        )
+    n = len(r.controlnets)
+    for name in ("control_start", "control_end"):
+        values = getattr(r, name)
+        if len(values) not in (1, max(n, 1)):
+            raise RequestError(
+                name,
+                f"{name.replace('_', ' ').capitalize()} has {len(values)} values for {n} ControlNets; "
+                "give one value for all, or one per ControlNet.",
+            )
+        for value in values:
+            _check_range(name, value, 0.0, 1.0, "use a fraction of the steps from 0 to 1")
+    for unit in range(max(n, 1)):
+        start, end = r.control_window(unit)
+        if start >= end:
+            raise RequestError(
+                "control_start",
+                f"Control start {start} is not before control end {end}; e.g. start 0 and end 1.",
+            )
+    if n and not r.is_upscale and r.control_image is None:
+        raise RequestError(
+            "control_image",
+            "A ControlNet needs a control image when generating from text; give a control image file.",
+        )

@@ -9,12 +9,14 @@ same call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from . import control as C
 from . import mechanisms as M
 from . import views as V
 from .events import CancelToken, StageStarted, StepDone
@@ -22,7 +24,8 @@ from .geometry import model_geometry
 from .mechanisms import LocalViews, Predict, Views
 from .plan import Plan, Stage
 from .request import Request
-from .schedulers import NoiseLevels, make_scheduler
+from .schedulers import STOCHASTIC, NoiseLevels, make_scheduler, set_schedule
+from .variation import Variation
 
 Emit = Callable[[object], None]
 
@@ -67,6 +70,7 @@ class Denoiser:
         self.cancel = cancel
         self.evaluations = 0
         self.calls = 0
+        self.controlnets: tuple[C.ControlNetUnit, ...] = ()
         self.sdxl = emb.pooled is not None
         self.size = (plan.height, plan.width)
         # Batched conditioning for a full chunk, laid out as [negative x n, positive x n]; sliced for the last.
@@ -76,6 +80,44 @@ class Denoiser:
         if self.sdxl:
             pooled = emb.pooled.chunk(2) if self.cfg else (emb.pooled,)
             self.pooled = torch.cat([p.expand(n, -1) for p in pooled]).to(device, self.dtype)
+        # Per-view prompts (AccDiffusion, rule 38): positive rows, id 0 the run's prompt; filled on demand.
+        self.prompt_embeds: torch.Tensor | None = None
+        self.prompt_pooled: torch.Tensor | None = None
+
+    def add_prompt(
+        self, embeds: torch.Tensor, pooled: torch.Tensor | None, empty: Callable[[], torch.Tensor]
+    ) -> int:
+        """Register a positive prompt's (1, seq, dim) encoding (and pooled (1, d)); returns its id.
+
+        A shorter encoding is padded with `empty()` windows to the run's length (a window prompt never
+        needs more windows than the prompt it was cut from)."""
+        if self.prompt_embeds is None:
+            self.prompt_embeds = self.context[-1:].clone()
+            self.prompt_pooled = self.pooled[-1:].clone() if self.sdxl else None
+        embeds = embeds.to(self.device, self.dtype)
+        seq = self.context.shape[1]
+        if embeds.shape[1] < seq:
+            chunk = empty().to(self.device, self.dtype)
+            pads = (seq - embeds.shape[1]) // chunk.shape[1]
+            embeds = torch.cat([embeds, *[chunk] * pads], dim=1)
+        self.prompt_embeds = torch.cat([self.prompt_embeds, embeds[:, :seq]])
+        if self.sdxl and pooled is not None and self.prompt_pooled is not None:
+            self.prompt_pooled = torch.cat([self.prompt_pooled, pooled.to(self.device, self.dtype)])
+        return self.prompt_embeds.shape[0] - 1
+
+    def _prompted(self, n: int, ids: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The conditioning of a chunk whose views have their own prompts: [negative x n, per-view]."""
+        assert self.prompt_embeds is not None
+        index = torch.tensor(ids, device=self.device)
+        ctx = self.prompt_embeds.index_select(0, index)
+        pooled = (
+            self.prompt_pooled.index_select(0, index) if self.prompt_pooled is not None else None
+        )
+        if self.cfg:  # the negative half is the run's, as in `_context`
+            ctx = torch.cat([self.context[:n], ctx])
+            if pooled is not None:
+                pooled = torch.cat([self.pooled[:n], pooled])
+        return ctx, pooled
 
     def _context(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         full = self.batch_size
@@ -101,16 +143,26 @@ class Denoiser:
             chunk = inputs[a : a + self.batch_size].to(self.dtype)
             n = chunk.shape[0]
             x = torch.cat([chunk, chunk]) if self.cfg else chunk
-            ctx, pooled = self._context(n)
+            ids = views.prompts[a : a + n] if views.prompts is not None else None
+            if ids is not None and any(ids):
+                ctx, pooled = self._prompted(n, ids)
+            else:
+                ctx, pooled = self._context(n)
             kwargs: dict[str, Any] = {}
             if self.sdxl:
                 rows = [[h, w, ct, cl, h, w] for ct, cl in crops[a : a + n]]
-                ids = torch.tensor(rows * (2 if self.cfg else 1), dtype=self.dtype)
+                time_ids = torch.tensor(rows * (2 if self.cfg else 1), dtype=self.dtype)
                 if self.device.type == "cuda":
-                    ids = ids.pin_memory().to(self.device, non_blocking=True)
+                    time_ids = time_ids.pin_memory().to(self.device, non_blocking=True)
                 else:
-                    ids = ids.to(self.device)
-                kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids}
+                    time_ids = time_ids.to(self.device)
+                kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
+            if views.control is not None:
+                # The ControlNets run on the UNet's very batch: views and both CFG halves (rule 33).
+                added = kwargs.get("added_cond_kwargs")
+                control = views.control[a : a + n]
+                scales = views.control_scales
+                kwargs |= C.residuals(self.controlnets, x, t, ctx, added, control, scales, self.cfg)
             pred = self.unet(x, t, encoder_hidden_states=ctx, return_dict=False, **kwargs)[0]
             if self.cfg:
                 uncond, text = pred.float().chunk(2)
@@ -133,7 +185,8 @@ class DemoFusionSampler:
     `preview(stage, step, latents)` is called every `preview_every` steps.
 
     The parts a variation of the method replaces: `local_views` builds the local path's views (per-window
-    conditioning), `predict` turns views into guided model outputs (default: the UNet with CFG).
+    conditioning), `predict` turns views into guided model outputs (default: the UNet with CFG). `control`
+    adds ControlNets: every view carries its part of the stage's control image (rules 29-34).
     """
 
     def __init__(
@@ -151,6 +204,8 @@ class DemoFusionSampler:
         preview_every: int = 0,
         local_views: LocalViews = M.local_views,
         predict: Predict | None = None,
+        control: C.Control | None = None,
+        variation: Variation | None = None,
     ) -> None:
         self.pipe = pipe
         self.request = request
@@ -167,10 +222,18 @@ class DemoFusionSampler:
             request.stride if request.stride is not None else self.geometry.default_stride()
         )
         self.denoiser = Denoiser(
-            pipe, request, plan, embeddings, self.device, cancel, request.view_batch_size
+            pipe, request, plan, embeddings, self.device, cancel, request.view_batch
         )
         self.local_views = local_views
         self.predict = predict or self.denoiser.predict
+        # A variation of the method (AccDiffusion, rules 35-41) hooks in around the stages; the default is inert.
+        self.variation = variation or Variation()
+        self.variation.bind(self)
+        # ControlNets (rules 29-34): the control image of the stage that ran last, resized stage by stage.
+        self.control = control
+        self.control_image = control.image if control is not None else None
+        if control is not None:
+            self.denoiser.controlnets = control.units
         self.num_train_timesteps = int(pipe.scheduler.config.num_train_timesteps)
         self.anchor: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -186,8 +249,9 @@ class DemoFusionSampler:
             self.request.scheduler,
             steps=self.plan.steps,
             corrector=stage.kind == "base",
+            spacing=self.request.timestep_spacing,
         )
-        scheduler.set_timesteps(self.plan.steps, device=self.device)
+        set_schedule(scheduler, self.plan.steps, device=self.device)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(stage.start_step)
         return scheduler
@@ -213,9 +277,26 @@ class DemoFusionSampler:
         self, scheduler: Any, pred: torch.Tensor, t: torch.Tensor, latents: torch.Tensor
     ) -> torch.Tensor:
         kwargs: dict[str, Any] = {"return_dict": False}
-        if self.request.scheduler == "euler_a":
+        if self.request.scheduler in STOCHASTIC:
+            # The step's noise comes from the run's one generator, after the step's jitter (rule 25).
             kwargs["generator"] = self.generator
         return scheduler.step(pred, t, latents, **kwargs)[0].float()
+
+    def _stage_control(self, stage: Stage) -> torch.Tensor | None:
+        """This stage's control image: the previous stage's, resized bicubically to this size (rule 30)."""
+        if self.control_image is None:
+            return None
+        f = self.geometry.vae_scale_factor
+        size = (stage.latent_height * f, stage.latent_width * f)
+        self.control_image = C.stage_image(self.control_image, size)
+        return self.control_image
+
+    def _controlled(self, views: Views, control: torch.Tensor | None, step: int) -> Views:
+        """`views` with their control images and the ControlNets' scales at this step (rules 31-32)."""
+        if control is None or self.control is None:
+            return views
+        scales = self.control.scales(step, self.plan.steps)
+        return dataclasses.replace(views, control=control, control_scales=scales)
 
     # -- stages --------------------------------------------------------------------------------------------
 
@@ -236,6 +317,7 @@ class DemoFusionSampler:
                     stage.kind,
                 )
             )
+            self.variation.stage_started(stage)
             if stage.kind == "base":
                 latents = self._base_stage(stage, latents)
                 if self.initial is None:
@@ -243,6 +325,7 @@ class DemoFusionSampler:
             else:
                 assert latents is not None and self.anchor is not None
                 latents = self._demofusion_stage(stage, latents)
+            self.variation.stage_finished(stage, latents)
             yield StageOutput(stage, latents, self.denoiser.evaluations, self.denoiser.calls)
 
     def _base_stage(self, stage: Stage, source: torch.Tensor | None) -> torch.Tensor:
@@ -256,10 +339,11 @@ class DemoFusionSampler:
             levels = NoiseLevels(scheduler, source, self._randn(tuple(source.shape)))
             latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
+        control = self._stage_control(stage)
         for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
             t = timesteps[i]
             model_in = scheduler.scale_model_input(latents, t)
-            pred = self.predict(Views(model_in, [(0, 0)]), t)
+            pred = self.predict(self._controlled(Views(model_in, [(0, 0)]), control, i), t)
             latents = self._step(scheduler, pred, t, latents)
             self._events(stage, n)
             self._maybe_preview(stage, n, latents)
@@ -279,7 +363,11 @@ class DemoFusionSampler:
         timesteps = scheduler.timesteps
         cpu_timesteps = timesteps.detach().to("cpu", torch.float64).tolist()  # one copy per stage
         generator = self.generator if r.jitter else None
-        layouts = M.window_layouts(size, geo.window, self.stride, generator, self.device)
+        layouts = self.variation.window_layouts(
+            stage, size, geo.window, self.stride, generator, self.device
+        )
+        control = self._stage_control(stage)
+        f = geo.vae_scale_factor
         for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
             t = timesteps[i]
             cf = V.cosine_factor(cpu_timesteps[i], self.num_train_timesteps)
@@ -293,18 +381,24 @@ class DemoFusionSampler:
             # 3. Local path: this step's windows of the J-padded latents (rules 12-14).
             layout, index = next(layouts)
             groups = [self.local_views(latents, layout, index, scale, geo.vae_scale_factor)]
+            if control is not None:
+                groups[0] = self._controlled(groups[0], C.window_controls(control, layout, f), i)
             # 4. Global path: the blurred dilated sub-lattices (rules 16-18). Run even where c2 is 0 (t = 0
             # on some schedules) so that progress counts stay those of the plan.
             if r.dilated:
                 sigma = M.blur_sigma(cf, r.sigma, r.cosine_scale_3) if r.blur and k > 1 else None
                 lattices, padding = M.dilated_views(latents, k, scale, sigma)
+                if control is not None:
+                    lattice_control = C.lattice_controls(control, k, padding, f)
+                    lattices = self._controlled(lattices, lattice_control, i)
+                lattices, undo = self.variation.lattices(lattices)
                 groups.append(lattices)
             # 5. One guided prediction per view, windows and sub-lattices in shared UNet batches.
             predictions = M.predict_views(self.predict, groups, t)
             # 6. Average the windows (rule 15) and fuse with the sub-lattices (rules 18-19).
             pred = M.local_prediction(predictions[0], layout, index)
             if r.dilated:
-                dilated = M.dilated_prediction(predictions[1], k, padding)
+                dilated = M.dilated_prediction(undo(predictions[1]), k, padding)
                 pred = M.fuse(pred, dilated, cf, r.cosine_scale_2)
             # 7. One scheduler step for the whole latent (rule 22), then report.
             latents = self._step(scheduler, pred, t, latents)

@@ -119,6 +119,10 @@ def _demofusion_pairs(request: dict[str, Any]) -> list[tuple[str, object]]:
     ):
         if request.get(name) is False:
             pairs.append((f"DemoFusion {label}", "off"))
+    # AccDiffusion (docs/algorithm.md rules 35-41), only where used.
+    pairs.append(("AccDiffusion patch prompts", request.get("patch_prompts")))
+    if request.get("window_interaction"):
+        pairs.append(("AccDiffusion window interaction", "on"))
     return pairs
 
 
@@ -150,7 +154,14 @@ class FileRecord:
 # plain `org/name` is a hub id and says nothing about this computer.
 _RE_LOCAL_REF = re.compile(r"^(?:[/\\~.]|[A-Za-z]:)|\\|/.*/")
 # Request fields that hold one file reference, and the role of that file.
-_FILE_FIELDS = (("init_image", "source"), ("model", "model"), ("vae", "vae"))
+_FILE_FIELDS = (
+    ("init_image", "source"),
+    ("model", "model"),
+    ("vae", "vae"),
+    ("control_image", "control_image"),
+)
+# Request fields that hold (file, weight) pairs, and the role of those files.
+_PAIR_FIELDS = (("loras", "lora"), ("controlnets", "controlnet"))
 
 
 def file_name_of(ref: str | Path) -> str:
@@ -173,9 +184,10 @@ def request_files(request_dict: dict[str, Any]) -> list[FileRecord]:
         value = request_dict.get(key)
         if isinstance(value, (str, Path)) and str(value).strip():
             records.append(FileRecord(role, file_name_of(value), None, str(value)))
-    for pair in request_dict.get("loras") or ():
-        if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path)):
-            records.append(FileRecord("lora", file_name_of(pair[0]), None, str(pair[0])))
+    for key, role in _PAIR_FIELDS:
+        for pair in request_dict.get(key) or ():
+            if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path)):
+                records.append(FileRecord(role, file_name_of(pair[0]), None, str(pair[0])))
     return records
 
 
@@ -193,14 +205,15 @@ def private_request(
         value = private.get(key)
         if isinstance(value, (str, Path)) and str(value).strip():
             private[key] = name(role, value)
-    loras = private.get("loras")
-    if isinstance(loras, (list, tuple)):
-        private["loras"] = [
-            [name("lora", pair[0]), *pair[1:]]
-            if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path))
-            else pair
-            for pair in loras
-        ]
+    for key, role in _PAIR_FIELDS:
+        pairs = private.get(key)
+        if isinstance(pairs, (list, tuple)):
+            private[key] = [
+                [name(role, pair[0]), *pair[1:]]
+                if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path))
+                else pair
+                for pair in pairs
+            ]
     return private
 
 
@@ -224,6 +237,41 @@ def _a1111_file_pairs(model_name: str, files: Sequence[FileRecord]) -> list[tupl
     if loras:
         hashes = ", ".join(f"{_a1111_name(f.name)}: {f.sha256[:10]}" for f in loras if f.sha256)
         pairs.append(("Lora hashes", hashes))
+    return pairs
+
+
+# A1111's ControlNet extension's names for our control preprocessors.
+_A1111_MODULES = {
+    "tile": "tile_resample",
+    "canny": "canny",
+    "blur": "blur_gaussian",
+    "none": "none",
+}
+
+
+def _a1111_controlnet_pairs(
+    request: dict[str, Any], files: Sequence[FileRecord]
+) -> list[tuple[str, object]]:
+    """`ControlNet 0`, `ControlNet 1`, ... as A1111's ControlNet extension writes them."""
+    units = [p for p in request.get("controlnets") or () if isinstance(p, (list, tuple)) and p]
+    records = [f for f in files if f.role == "controlnet"]
+    starts = list(request.get("control_start") or (0.0,))
+    ends = list(request.get("control_end") or (1.0,))
+    module = _A1111_MODULES.get(str(request.get("control_preprocess") or "tile"), "none")
+    pairs: list[tuple[str, object]] = []
+    for i, unit in enumerate(units):
+        record = records[i] if i < len(records) else None
+        name = _a1111_name(record.name if record else file_name_of(str(unit[0])))
+        if record is not None and record.sha256:
+            name += f" [{record.sha256[:8]}]"
+        weight = unit[1] if len(unit) > 1 else 1.0
+        start = starts[i] if len(starts) > 1 else starts[0]
+        end = ends[i] if len(ends) > 1 else ends[0]
+        text = (
+            f"Module: {module}, Model: {name}, Weight: {_fmt(weight)}, "
+            f"Guidance Start: {_fmt(start)}, Guidance End: {_fmt(end)}"
+        )
+        pairs.append((f"ControlNet {i}", text))
     return pairs
 
 
@@ -261,6 +309,15 @@ def a1111_parameters(
         pairs.append(("CFG rescale", request_dict.get("guidance_rescale")))
     if request_dict.get("init_image") is not None:
         pairs.append(("Denoising strength", request_dict.get("strength")))
+        # What kept the upscale close to its picture; our JSON has both too (the window restores
+        # them from there).
+        pairs.append(("DemoFusion color fix", request_dict.get("color_fix") or "none"))
+        pairs.append(("DemoFusion faithfulness", request_dict.get("faithfulness") or "custom"))
+    pairs.extend(
+        _a1111_controlnet_pairs(
+            request_dict, request_files(request_dict) if files is None else files
+        )
+    )
     pairs.extend(_demofusion_pairs(request_dict))
     for key, value in (extra or {}).items():
         if not _RE_KEY.match(key) or key in ("Negative prompt", "Prompt"):

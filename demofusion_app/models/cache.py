@@ -94,6 +94,7 @@ class ModelCache:
                 self._entries.move_to_end(key)
                 loaded.set_vae(spec.vae)
                 loaded.set_loras(spec.loras)
+                loaded.set_controlnets(spec.controlnets)
                 return loaded
             # Free first: the old model's memory is what the new one needs.
             self._evict([k for k in doomed if k != key])

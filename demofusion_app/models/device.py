@@ -10,13 +10,18 @@ Three decisions, each a small pure function of `DeviceFacts` so that tests can f
 - `choose_memory_mode` picks none / model offload / sequential offload from an estimate of peak
   device memory (`estimate_memory`), so that `auto` keeps everything on a card that can hold it and
   offloads only when needed.
+- `auto_view_batch` turns `view_batch_size auto` into a number: on CUDA from two short measured UNet
+  calls (cached per model and device), elsewhere a fixed default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from demofusion_app.engine.geometry import FAMILY_GEOMETRY
 from demofusion_app.models.errors import ModelError
@@ -302,3 +307,153 @@ def choose_memory_mode(
         if estimate.peak(candidate) <= usable:
             return candidate
     return "sequential-offload"
+
+
+# -- view batch size "auto" ------------------------------------------------------------------------------
+
+# The most views `auto` puts in one UNet call: beyond this a call is no faster per view on any card we
+# know, and one DemoFusion step rarely has more views (SDXL at 4096 px: 49 windows + 16 sub-lattices).
+MAX_AUTO_VIEW_BATCH = 64
+VIEW_BATCH_CACHE_FILE = "view_batch.json"
+# A batch must leave this share of the free memory alone: the decode, the canvas and other programs.
+_VIEW_BATCH_USABLE = 0.8
+
+
+@dataclass(frozen=True)
+class BatchCost:
+    """Device bytes one UNet call takes above what is already allocated: `fixed + per_view * n`."""
+
+    fixed: int
+    per_view: int
+
+    def largest_batch(self, free_bytes: int, cap: int = MAX_AUTO_VIEW_BATCH) -> int:
+        """The most views whose call fits in `_VIEW_BATCH_USABLE` of `free_bytes`, from 1 to `cap`."""
+        room = int(free_bytes * _VIEW_BATCH_USABLE) - self.fixed
+        n = room // max(1, self.per_view)
+        return max(1, min(cap, n))
+
+
+def measure_batch_cost(peak_bytes: Callable[[int], int]) -> BatchCost:
+    """The cost line of a UNet call from two short measured calls of 1 and 2 views.
+
+    `peak_bytes(n)` runs one call of n views and returns the peak bytes it allocated above what was held
+    before (`cuda_peak_bytes` on a card; tests pass a function of their own). A first call of one view
+    is not counted: with model offload it brings the weights onto the card, and kernels warm up.
+    """
+    peak_bytes(1)
+    one, two = peak_bytes(1), peak_bytes(2)
+    per_view = max(1, two - one)
+    return BatchCost(fixed=max(0, one - per_view), per_view=per_view)
+
+
+def _cache_key(model: str, device_name: str, dtype: str, cfg: bool, window: int) -> str:
+    return f"{model}|{device_name}|{dtype}|{'cfg' if cfg else 'nocfg'}|{window}"
+
+
+def read_batch_costs(path: Path) -> dict[str, BatchCost]:
+    """The measured costs cached in `path`; an unreadable or damaged file is an empty cache."""
+    from demofusion_app.store.files import load_json, read_regular_bytes
+
+    try:
+        data = load_json(read_regular_bytes(path))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    costs = {}
+    for key, value in data.items():
+        if (
+            isinstance(value, dict)
+            and all(isinstance(value.get(k), int) for k in ("fixed", "per_view"))
+            and value["per_view"] > 0
+        ):
+            costs[key] = BatchCost(value["fixed"], value["per_view"])
+    return costs
+
+
+def auto_view_batch(
+    facts: DeviceFacts,
+    *,
+    model: str,
+    dtype: str,
+    cfg: bool,
+    window: int,
+    cache_file: Path | None,
+    peak_bytes: Callable[[int], int],
+    free_bytes: Callable[[], int],
+    cap: int = MAX_AUTO_VIEW_BATCH,
+) -> int:
+    """What `view_batch_size auto` means for this model on this device.
+
+    Off CUDA a fixed `UNMEASURED_VIEW_BATCH`. On CUDA the largest batch that fits the memory free now
+    (`free_bytes()`), from a cost line measured once per model, device, dtype, guidance and window with
+    `peak_bytes` (see `measure_batch_cost`) and kept in `cache_file`. `cap` is the most views a step has.
+    """
+    from demofusion_app.engine.request import UNMEASURED_VIEW_BATCH
+
+    if facts.kind != "cuda":
+        return max(1, min(cap, UNMEASURED_VIEW_BATCH))
+    key = _cache_key(model, facts.name, dtype, cfg, window)
+    costs = read_batch_costs(cache_file) if cache_file is not None else {}
+    cost = costs.get(key)
+    if cost is None:
+        cost = measure_batch_cost(peak_bytes)
+        if cache_file is not None:
+            _write_batch_cost(cache_file, key, cost)
+    return cost.largest_batch(free_bytes(), cap)
+
+
+def _write_batch_cost(path: Path, key: str, cost: BatchCost) -> None:
+    from demofusion_app.store.files import atomic_write_json
+
+    costs = read_batch_costs(path)
+    costs[key] = cost
+    data = {k: {"fixed": c.fixed, "per_view": c.per_view} for k, c in costs.items()}
+    # A cache that cannot be written only costs the next run another short probe.
+    with contextlib.suppress(OSError):
+        atomic_write_json(path, data)
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """Free device bytes, counting what torch's allocator holds in reserve but does not use."""
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(device)
+    spare = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free) + max(0, int(spare))
+
+
+def cuda_peak_bytes(pipe: Any, *, cfg: bool) -> Callable[[int], int]:
+    """`peak_bytes(n)` for `measure_batch_cost`: one UNet call of n views (2n with guidance) on zeros at
+    the model's native window, as the sampler makes it, measured with torch's peak-memory counter."""
+    import torch
+
+    unet = pipe.unet
+    device = torch.device(pipe._execution_device)
+    config = unet.config
+    size = int(config.sample_size)
+    sdxl = getattr(config, "addition_embed_type", None) == "text_time"
+
+    @torch.no_grad()
+    def peak_bytes(n: int) -> int:
+        rows = n * (2 if cfg else 1)
+        x = torch.zeros(rows, config.in_channels, size, size, device=device, dtype=unet.dtype)
+        context = torch.zeros(rows, 77, config.cross_attention_dim, device=device, dtype=unet.dtype)
+        kwargs: dict[str, Any] = {}
+        if sdxl:
+            pooled = (
+                config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+            )
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": torch.zeros(rows, pooled, device=device, dtype=unet.dtype),
+                "time_ids": torch.zeros(rows, 6, device=device, dtype=unet.dtype),
+            }
+        t = torch.tensor(999, device=device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        unet(x, t, encoder_hidden_states=context, return_dict=False, **kwargs)
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+
+    return peak_bytes

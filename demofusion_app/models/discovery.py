@@ -60,10 +60,11 @@ class InstallFolders:
     checkpoints: tuple[Path, ...]
     vae: tuple[Path, ...]
     lora: tuple[Path, ...]
+    controlnet: tuple[Path, ...] = ()
 
     @property
     def all(self) -> tuple[Path, ...]:
-        return self.checkpoints + self.vae + self.lora
+        return self.checkpoints + self.vae + self.lora + self.controlnet
 
 
 def _describe_file(path: Path, size: int) -> CheckpointInfo:
@@ -75,6 +76,11 @@ def _describe_file(path: Path, size: int) -> CheckpointInfo:
     except ModelError as exc:
         return CheckpointInfo(path, path.stem, "single_file", "unknown", None, size, True, str(exc))
     content = content_kind(header.shapes)
+    if content == "controlnet":
+        from .controlnet import controlnet_family
+
+        family = controlnet_family(header.shapes)
+        return CheckpointInfo(path, path.stem, "single_file", content, family, size, True)
     if content != "model":
         note = layout_problem(header.shapes) or ""
         return CheckpointInfo(path, path.stem, "single_file", content, None, size, True, note)
@@ -249,10 +255,15 @@ _LAYOUTS = (
     ("A1111", "models/Stable-diffusion", "models/VAE", "models/Lora"),
     ("ComfyUI", "models/checkpoints", "models/vae", "models/loras"),
 )
+# Where each app keeps ControlNets (A1111's ControlNet extension reads both of its folders).
+_CONTROLNET_FOLDERS = {
+    "A1111": ("models/ControlNet", "extensions/sd-webui-controlnet/models"),
+    "ComfyUI": ("models/controlnet",),
+}
 
 
 def install_folders(root: Path | str) -> InstallFolders:
-    """The checkpoint, VAE and LoRA folders of the A1111 / Forge or ComfyUI install at `root`.
+    """The checkpoint, VAE, LoRA and ControlNet folders of the A1111 / Forge or ComfyUI install at `root`.
 
     ModelError when `root` holds neither layout. Folders of the layout that are missing are left
     out.
@@ -266,7 +277,10 @@ def install_folders(root: Path | str) -> InstallFolders:
         if (base / checkpoints).is_dir():
             existing = [(base / p) for p in (checkpoints, vae, lora)]
             pick = [tuple(p.resolve() for p in [e] if e.is_dir()) for e in existing]
-            return InstallFolders(app, pick[0], pick[1], pick[2])
+            controlnet = tuple(
+                (base / p).resolve() for p in _CONTROLNET_FOLDERS[app] if (base / p).is_dir()
+            )
+            return InstallFolders(app, pick[0], pick[1], pick[2], controlnet)
     raise ModelError(
         f"{base} is not an A1111 or ComfyUI install (no models/Stable-diffusion or "
         "models/checkpoints folder); give the install folder itself, or add a plain model folder."

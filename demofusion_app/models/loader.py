@@ -57,7 +57,8 @@ class LoadSpec:
     `model` is a file, a diffusers folder or a hub id; `vae` (a file or folder) and `loras` (path,
     weight) go on top of the base model, and the cache swaps them in place; `device`, `dtype` and
     `memory_mode` may be "auto"; `prediction_type` overrides what a single file says (SD 2.x);
-    `allow_pickle` lets .ckpt/.pt/.bin files load (weights only). `peak_pixels` (the plan's largest
+    `allow_pickle` lets .ckpt/.pt/.bin files load (weights only). `controlnets` (files or folders) are
+    loaded next to the base model and kept with it in the cache, like the VAE. `peak_pixels` (the plan's largest
     image) and `view_batch_size` describe the run and only feed the `auto` memory mode: they are not
     part of what is loaded, so two specs that differ only there are equal.
     """
@@ -70,6 +71,7 @@ class LoadSpec:
     memory_mode: str = "auto"
     prediction_type: str | None = None
     allow_pickle: bool = False
+    controlnets: tuple[str, ...] = ()
     peak_pixels: int = field(default=1024 * 1024, compare=False)
     view_batch_size: int = field(default=16, compare=False)
 
@@ -78,6 +80,7 @@ class LoadSpec:
         object.__setattr__(
             self, "loras", tuple((str(path), float(weight)) for path, weight in self.loras)
         )
+        object.__setattr__(self, "controlnets", tuple(str(path) for path in self.controlnets))
 
 
 @dataclass
@@ -104,6 +107,48 @@ class LoadedPipeline:
     base_vae: Any = field(default=None, repr=False)
     _adapters: dict[str, str] = field(default_factory=dict, repr=False)
     _adapter_count: int = field(default=0, repr=False)
+    _controlnets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def controlnet_refs(self) -> tuple[str, ...]:
+        """The ControlNets loaded with this pipeline (absolute paths), in the order they were asked for."""
+        return tuple(self._controlnets)
+
+    def set_controlnets(self, refs: tuple[str, ...]) -> None:
+        """Hold exactly these ControlNets (files or folders) on the pipeline's device; () drops them all.
+
+        One already held is kept, not reloaded. A file that fails to load raises ModelError and leaves the
+        ones held before in place.
+        """
+        self._check_usable()
+        from demofusion_app.models.controlnet import load_controlnet
+
+        wanted = tuple(dict.fromkeys(normalise_path(ref) for ref in refs))
+        if wanted == tuple(self._controlnets):
+            return
+        loaded = {}
+        for ref in wanted:
+            model = self._controlnets.get(ref)
+            if model is None:
+                model = load_controlnet(
+                    ref,
+                    family=self.family,
+                    unet=self.pipe.unet,
+                    dtype=self.dtype,
+                    allow_pickle=self.allow_pickle,
+                )
+                # With offload the UNet visits the device per call; the ControlNet stays there (it is a
+                # third of the UNet's size).
+                model.to(self.device)
+            loaded[ref] = model
+        for ref, model in self._controlnets.items():
+            if ref not in loaded:
+                model.to("meta")
+        self._controlnets = loaded
+
+    def controlnet(self, ref: str) -> Any:
+        """The loaded ControlNet of `ref` (as given to `set_controlnets`)."""
+        return self._controlnets[normalise_path(ref)]
 
     def set_vae(self, vae: str | None) -> None:
         """Use the VAE at `vae` (a .safetensors file or diffusers folder); None: the model's own."""
@@ -159,6 +204,8 @@ class LoadedPipeline:
         modules = [c for c in self.pipe.components.values() if isinstance(c, torch.nn.Module)]
         if self.base_vae is not None:
             modules.append(self.base_vae)
+        modules.extend(self._controlnets.values())
+        self._controlnets.clear()
         for module in modules:
             module.to("meta")
         self._adapters.clear()
@@ -308,6 +355,7 @@ class ResolvedLoad:
             loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
             loaded.set_vae(self.spec.vae)
             loaded.set_loras(self.spec.loras)
+            loaded.set_controlnets(self.spec.controlnets)
         except RuntimeError as exc:  # torch.OutOfMemoryError is one
             loaded.free()
             if "out of memory" not in str(exc).lower():

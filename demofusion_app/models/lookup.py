@@ -75,6 +75,10 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Pictures, not models: hashed each time, kept out of the hash cache.
+_ONE_OFF = ("source", "control_image")
+
+
 def _describe(record: FileRecord, cache: HashCache) -> FileRecord:
     if record.ref is None:
         return record
@@ -85,7 +89,7 @@ def _describe(record: FileRecord, cache: HashCache) -> FileRecord:
         if not path.is_file():  # a hub id, or a file that is gone: its name is all there is
             return record
         # The input picture is small and new each time: caching it would only grow the cache.
-        digest = _file_sha256(path) if record.role == "source" else _cached_sha256(cache, path)
+        digest = _file_sha256(path) if record.role in _ONE_OFF else _cached_sha256(cache, path)
     except OSError as exc:
         log.warning("%s could not be hashed for the metadata (%s); its name is kept.", path, exc)
         return record

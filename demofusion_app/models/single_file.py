@@ -169,11 +169,13 @@ def prediction_hint(metadata: Mapping[str, str], names: Iterable[str] = ()) -> s
 
 
 def content_kind(names: Iterable[str]) -> str:
-    """What a checkpoint holds: "model" (UNet, VAE and text encoders), "unet", "lora", "vae" or
-    "unknown"."""
+    """What a checkpoint holds: "model" (UNet, VAE and text encoders), "unet", "lora", "vae",
+    "controlnet" or "unknown"."""
     names = list(names)
     if _has_prefix(names, "lora_") or any(".lora_" in n or "lora_A" in n for n in names):
         return "lora"
+    if _has_prefix(names, "controlnet_cond_embedding.") or _has_prefix(names, "control_model."):
+        return "controlnet"
     if _has_prefix(names, "model.diffusion_model."):
         if _has_prefix(names, "conditioner.embedders.") or _has_prefix(names, "cond_stage_model."):
             return "model"
@@ -189,6 +191,7 @@ _KIND_PROBLEMS = {
     "lora": "holds a LoRA, not a whole model; load it as a LoRA on top of a base model",
     "vae": "holds a VAE, not a whole model; load it as a VAE on top of a base model",
     "unet": "holds a UNet without its text encoders and VAE; use the full checkpoint it came from",
+    "controlnet": "holds a ControlNet, not a whole model; give it as a ControlNet next to a base model",
     "unknown": "holds no Stable Diffusion model",
 }
 

@@ -265,3 +265,34 @@ def build_sdxl_shaped_pipeline(device: str = "cpu", dtype: Any = None, seed: int
         scheduler=_scheduler("sdxl"),
     )
     return pipe.to(device=device, dtype=dtype)
+
+
+def build_tiny_controlnet(unet: Any, seed: int = 0) -> Any:
+    """A tiny random-weight ControlNet shaped after `unet` (a tiny UNet of this module).
+
+    A fresh ControlNet's output convolutions are zero, so that it changes nothing; here they get small random
+    weights so that tests can see the control image act.
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(8, 16, 16, 16)
+    )
+    with torch.no_grad():
+        blocks = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+        blocks.append(controlnet.controlnet_cond_embedding.conv_out)
+        for block in blocks:
+            block.weight.normal_(0.0, 0.05)
+            block.bias.normal_(0.0, 0.01)
+    return controlnet
+
+
+def save_tiny_controlnet(
+    folder: Path, family: str = "sdxl", sample_size: int = 16, seed: int = 0
+) -> Path:
+    """A tiny ControlNet for the tiny model of `family` saved as a diffusers folder (safetensors)."""
+    pipe = build_tiny_pipeline(family, sample_size, seed)
+    build_tiny_controlnet(pipe.unet, seed).save_pretrained(str(folder), safe_serialization=True)
+    return folder

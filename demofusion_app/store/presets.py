@@ -5,7 +5,9 @@ A preset's `parameters` holds any of the generation fields of `Request` (optiona
 negative prompt, the model and the memory mode). `width`/`height` may be "base" or "<n>x base"
 (multiples of the model's trained resolution) and `stride` may be "half" or "quarter" (of the
 model's window), so one preset fits SDXL and SD 1.5 alike; `Preset.resolve(geometry)` turns them
-into numbers.
+into numbers. An upscale preset stores a `faithfulness` position or its own `strength` and
+`color_fix`: a position's numbers are not stored but read from the table
+(`demofusion_app.engine.faithfulness`) when the preset is resolved.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..engine import faithfulness
+from ..engine.faithfulness import POSITION_KEYS
 from ..engine.geometry import SDXL, Geometry
 from ..engine.request import (
+    COLOR_FIXES,
+    CONTROL_PREPROCESSORS,
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
     SCHEDULERS,
+    TIMESTEP_SPACINGS,
     Request,
     RequestError,
     prompt_too_long,
@@ -39,6 +46,8 @@ MAX_NAME_LENGTH = 80
 
 # Request fields a preset never holds: they describe one picture or one machine, not a way of work.
 _NOT_IN_PRESETS = {"init_image", "device", "dtype", "vae", "loras"}
+# ControlNet files and control image files are machine paths: a preset keeps only how they are used.
+_NOT_IN_PRESETS |= {"controlnets", "control_image"}
 OPTIONAL_FIELDS = ("prompt", "negative_prompt", "model", "memory_mode")
 GENERATION_FIELDS = tuple(
     f.name
@@ -60,16 +69,22 @@ _FLOATS = {
     "sigma",
     "strength",
 }
-_BOOLS = {"jitter", "progressive", "skip_residual", "dilated", "blur"}
+_BOOLS = {"jitter", "progressive", "skip_residual", "dilated", "blur", "window_interaction"}
+# One number for all ControlNets, or one per ControlNet.
+_FLOAT_LISTS = {"control_start", "control_end"}
 _TEXTS = {"prompt", "negative_prompt", "model"}
 _CHOICES: dict[str, tuple[object, ...]] = {
     "scheduler": SCHEDULERS,
+    "timestep_spacing": (None, *TIMESTEP_SPACINGS),
     "memory_mode": MEMORY_MODES,
     "prediction_type": (None, "epsilon", "v_prediction"),
+    "color_fix": COLOR_FIXES,
+    "faithfulness": (None, *POSITION_KEYS),
+    "control_preprocess": CONTROL_PREPROCESSORS,
 }
-_SPECIAL = {"width", "height", "stride", "seed", "scale"}
+_SPECIAL = {"width", "height", "stride", "seed", "scale", "patch_prompts"}
 _PROMPTS = {"prompt": "prompt", "negative_prompt": "negative prompt"}
-_KNOWN = _INTS | _FLOATS | _BOOLS | _TEXTS | set(_CHOICES) | _SPECIAL
+_KNOWN = _INTS | _FLOATS | _BOOLS | _TEXTS | set(_CHOICES) | _SPECIAL | _FLOAT_LISTS
 if set(PRESET_FIELDS) != _KNOWN:  # pragma: no cover - caught the moment Request gains a field
     raise RuntimeError(f"presets.py does not know how to check {set(PRESET_FIELDS) ^ _KNOWN}")
 
@@ -164,6 +179,16 @@ def _check_value(name: str, value: Any) -> Any:
         if not _is_number(value) or not 1 <= value <= 16:
             raise PresetError(f"Scale {value!r} must be a number from 1 to 16, such as 2.")
         return float(value)
+    if name == "patch_prompts":  # AccDiffusion's threshold c, or null: off
+        if value is None:
+            return None
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise PresetError(
+                f"Patch prompts {value!r} must be a share from 0 to 1, such as 0.3, or null."
+            )
+        return float(value)
+    if name == "view_batch_size" and value == "auto":
+        return value
     if name in _INTS:
         if not _is_int(value):
             raise PresetError(f"{label.capitalize()} must be a whole number, not {value!r}.")
@@ -172,6 +197,11 @@ def _check_value(name: str, value: Any) -> Any:
         if not _is_number(value):
             raise PresetError(f"{label.capitalize()} must be a number, not {value!r}.")
         return float(value)
+    if name in _FLOAT_LISTS:
+        values = [value] if _is_number(value) else value
+        if not isinstance(values, (list, tuple)) or not values or not all(map(_is_number, values)):
+            raise PresetError(f"{label.capitalize()} must be a number or a list of numbers.")
+        return tuple(float(v) for v in values)
     if name in _BOOLS:
         if not isinstance(value, bool):
             raise PresetError(f"{label.capitalize()} must be true or false, not {value!r}.")
@@ -212,6 +242,11 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     strength = checked.get("strength")
     if strength is not None and not 0 < strength <= 1:
         raise PresetError(f"Strength {strength} must be above 0 and at most 1, such as 0.55.")
+    if checked.get("faithfulness") is not None:
+        # A position stands for its numbers, read from the table of the version that runs the
+        # preset: a later, better tuned table then reaches the presets saved before it.
+        for name in faithfulness.POSITION_FIELDS:
+            checked.pop(name, None)
     # The request's own checks on an SDXL-sized text-to-image run (scale, strength checked above).
     probe = {
         k: resolve_value(k, v, SDXL)
@@ -302,9 +337,10 @@ class Preset:
 
     def resolve(self, geometry: Geometry) -> dict[str, Any]:
         """The parameters with relative sizes and strides turned into numbers for this model
-        geometry.
+        geometry, and a faithfulness position's strength and colour fix filled in.
         """
-        return {k: resolve_value(k, v, geometry) for k, v in self.parameters.items()}
+        resolved = {k: resolve_value(k, v, geometry) for k, v in self.parameters.items()}
+        return faithfulness.expand(resolved)
 
 
 def _without_long_prompts(

@@ -132,7 +132,7 @@ def test_a_dropped_picture_fills_the_form_from_its_metadata(
     assert (values["prompt"], values["negative_prompt"], values["seed"]) == (prompt, negative, seed)
     assert window.upscale.isVisibleTo(window)
     assert window.upscale.queue.count() == 1
-    assert "metadata" in window.upscale.found.text()
+    assert window.upscale.found.text().startswith("From ")  # where the values came from
     assert window.generate_button.text() == "Upscale"
     assert window.viewer.names == ["Original"]
     assert window.params.plan.text().startswith("Plan: ")  # planned from the picture's own size

@@ -34,10 +34,15 @@ def test_list_shows_the_built_ins(home: Path, capsys: pytest.CaptureFixture[str]
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert [line.split("  (")[0] for line in lines] == [
+        "Creative upscale",
         "DemoFusion paper",
+        "DMD2 4 steps",
         "Faithful upscale",
         "Fast draft",
+        "Hyper-SD 8 steps",
+        "Lightning 8 steps",
         "Low VRAM (8 GB)",
+        "Turbo",
     ]
     assert all("(built-in" in line for line in lines)
     assert err == ""

@@ -20,7 +20,17 @@ from demofusion_app.store import (
 from demofusion_app.store.paths import StorePaths
 from demofusion_app.store.preset_store import slug
 
-BUILTINS = ["DemoFusion paper", "Faithful upscale", "Fast draft", "Low VRAM (8 GB)"]
+BUILTINS = [
+    "Creative upscale",
+    "DemoFusion paper",
+    "DMD2 4 steps",
+    "Faithful upscale",
+    "Fast draft",
+    "Hyper-SD 8 steps",
+    "Lightning 8 steps",
+    "Low VRAM (8 GB)",
+    "Turbo",
+]
 
 
 @pytest.fixture
@@ -63,8 +73,13 @@ def test_the_other_built_ins_say_what_their_names_promise(store: PresetStore) ->
     low = store.get("Low VRAM (8 GB)").resolve(SDXL)
     assert low["view_batch_size"] == 4 and low["memory_mode"] == "model-offload"
     upscale = store.get("Faithful upscale").resolve(SD15)
-    assert upscale["scale"] == 2.0 and 0.5 <= upscale["strength"] <= 0.6
-    assert "width" not in upscale
+    assert upscale["scale"] == 2.0 and "width" not in upscale
+    # The faithful end of the faithfulness control: its strength and colour fix come from the table.
+    assert upscale["faithfulness"] == "faithful"
+    assert (upscale["strength"], upscale["color_fix"]) == (0.3, "wavelet")
+    creative = store.get("Creative upscale").resolve(SDXL)
+    assert creative["faithfulness"] == "creative" and creative["scale"] == 2.0
+    assert (creative["strength"], creative["color_fix"]) == (1.0, "none")
 
 
 @pytest.mark.parametrize("action", ["save", "rename", "delete"])
@@ -156,7 +171,7 @@ def test_delete_removes_the_file(store: PresetStore) -> None:
     store.delete("temp")
     assert preset.path is not None and not preset.path.exists()
     assert "Temp" not in store.names()
-    with pytest.raises(PresetNotFound, match="the presets are: DemoFusion paper"):
+    with pytest.raises(PresetNotFound, match="the presets are: Creative upscale, DemoFusion paper"):
         store.delete("Temp")
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from demofusion_app.engine import faithfulness
+from demofusion_app.engine.request import COLOR_FIXES
 from demofusion_app.imaging.readers.chunks import Chunks
 from demofusion_app.imaging.readers.record import (
+    SOURCE_NAMES,
     FoundMetadata,
     as_float,
     as_int,
     as_str,
     seed_of,
+    shown,
 )
 
 KEY = "demofusion"
@@ -24,6 +28,7 @@ def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
     # the request is what a face restores: a seed there that is not usable goes too
     if request.get("seed") is not None and seed_of(request["seed"], "demofusion", notes) is None:
         request.pop("seed")
+    _check_faithfulness(request, notes)
     scheduler = as_str(request.get("scheduler"))
     return FoundMetadata(
         source="demofusion",
@@ -41,3 +46,24 @@ def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
         origin=chunks.origin(KEY),
         scheduler=scheduler if scheduler in _SCHEDULERS else None,
     )
+
+
+def _check_faithfulness(request: dict[str, object], notes: list[str]) -> None:
+    """Keep the colour fix and faithfulness position a face can restore: an unknown one is left out
+    (with a note), and a position whose numbers the request does not have becomes custom."""
+    fix = request.get("color_fix")
+    if "color_fix" in request and fix not in COLOR_FIXES:
+        request.pop("color_fix")
+        notes.append(
+            f"The picture's metadata ({SOURCE_NAMES[KEY]}) has the colour fix {shown(fix)}, "
+            "which is not one we know; it was left out."
+        )
+    key = request.get("faithfulness")
+    if key is not None and key not in faithfulness.POSITION_KEYS:
+        request.pop("faithfulness")
+        notes.append(
+            f"The picture's metadata ({SOURCE_NAMES[KEY]}) has the faithfulness {shown(key)}, "
+            "which is not one we know; it was left out."
+        )
+    elif key is not None:
+        request.update(faithfulness.settle(request))
