@@ -57,7 +57,7 @@ $ErrorActionPreference = "Stop"
 
 $AppName = "DemoFusion Studio"
 $AppId = "demofusion-studio"
-$AppUserModelId = "DemoFusion.Studio"  # the id the app gives itself (gui/platform_integration.py)
+$AppUserModelId = "DemoFusion.Studio"  # the id the app gives itself (gui/desktop/platform_integration.py)
 $TorchVersion = "2.13.0"
 $CpuIndex = "https://download.pytorch.org/whl/cpu"
 $MinMinor = 11

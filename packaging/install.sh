@@ -321,7 +321,7 @@ check_app() {
     # The window needs the system libraries of Qt's X11 plugin: name the missing packages now
     # rather than when the menu entry is first clicked.
     local missing
-    if missing="$("$ENV_PY" -c 'from demofusion_app.gui.display_check import check_display as c
+    if missing="$("$ENV_PY" -c 'from demofusion_app.gui.desktop.display_check import check_display as c
 print(c() or "")' 2>/dev/null)" && [[ -n "$missing" ]]; then
         warn "$missing"
     fi

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import demofusion_app
-from demofusion_app.cli_errors import CLI_REMEDIES, cli_message
+from demofusion_app.cli.errors import CLI_REMEDIES, cli_message
 from demofusion_app.engine.errors import Remedy, UserError
 from demofusion_app.engine.request import Request, RequestError, validate
 from demofusion_app.imaging.images import ImageError
@@ -36,7 +36,7 @@ FLAG_OF = {
 
 
 def _window_text(exc: BaseException) -> str:
-    from demofusion_app.gui.messages import RunFailure
+    from demofusion_app.gui.run.messages import RunFailure
 
     failure = RunFailure.from_exception(exc)
     assert failure.expected, f"{type(exc).__name__} is not shown as a user error"
@@ -67,7 +67,7 @@ def test_a_user_error_carries_its_field_plain_message_and_remedies() -> None:
 
 
 def test_every_remedy_is_worded_by_both_faces_and_only_the_command_line_names_flags() -> None:
-    from demofusion_app.gui.messages import WINDOW_REMEDIES
+    from demofusion_app.gui.run.messages import WINDOW_REMEDIES
 
     assert set(CLI_REMEDIES) == set(Remedy) == set(WINDOW_REMEDIES) == set(FLAG_OF)
     for remedy in Remedy:
@@ -76,7 +76,7 @@ def test_every_remedy_is_worded_by_both_faces_and_only_the_command_line_names_fl
 
 
 def test_the_command_line_names_only_flags_it_has() -> None:
-    from demofusion_app.cli import _value_flags, build_parser
+    from demofusion_app.cli.app import _value_flags, build_parser
 
     parser = build_parser()
     upscale = parser.parse_args(["upscale", "in.png", "--allow-pickle", "--overwrite"])
@@ -202,13 +202,13 @@ def _argument_names(tree: ast.AST) -> set[int]:
 
 
 def test_no_message_outside_the_command_line_carries_a_flag() -> None:
-    # The command line (cli*.py, bench.py, __main__.py) words its own flags; every other module's
+    # The command line (the cli/ package, __main__.py) words its own flags; every other module's
     # text is for any face, so a flag there is a remedy that should have been a `Remedy`.
     root = Path(demofusion_app.__file__).parent
     found = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if rel.startswith(("cli", "bench.py", "__main__.py")):
+        if rel.startswith(("cli/", "__main__.py")):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         skip = _docstrings(tree) | _argument_names(tree)

@@ -38,7 +38,7 @@ POSIX_ONLY = {
 
 _CHILD = textwrap.dedent(
     """
-    import importlib, importlib.abc, os, pkgutil, sys
+    import argparse, importlib, importlib.abc, os, pkgutil, sys
 
     BLOCKED = {blocked!r}
 
@@ -66,7 +66,7 @@ _CHILD = textwrap.dedent(
     def commands(parser, words):
         yield words
         for action in parser._actions:
-            if isinstance(action, cli.argparse._SubParsersAction):
+            if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():
                     yield from commands(sub, [*words, name])
 

@@ -17,11 +17,11 @@ from demofusion_app.store.paths import store_paths
 from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.settings import SettingsStore
 
-from .display_check import check_display
+from .desktop.display_check import check_display
+from .desktop.platform_integration import bring_to_front
+from .desktop.single_instance import SingleInstance, SingleInstanceError, default_server_name
 from .main_window import MainWindow
-from .platform_integration import bring_to_front
-from .single_instance import SingleInstance, SingleInstanceError, default_server_name
-from .worker import JobFunction
+from .run.worker import JobFunction
 
 
 def application(argv: Sequence[str] | None = None) -> QApplication:
@@ -33,7 +33,7 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
         app.setApplicationDisplayName(APP_NAME)
         app.setOrganizationName(APP_ID)
         app.setDesktopFileName(APP_ID)
-        from .platform_integration import apply_platform_integration
+        from .desktop.platform_integration import apply_platform_integration
 
         apply_platform_integration(app)
     return app  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from demofusion_app.models import discovery
 from demofusion_app.models.errors import ModelError
 from demofusion_app.store.settings import SettingsStore
 
-from .fields import name_control
+from .panels.fields import name_control
 
 FIRST_RUN_KEY = "first_run_done"
 

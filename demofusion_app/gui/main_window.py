@@ -37,32 +37,33 @@ from demofusion_app.store.preset_store import PresetStore
 from demofusion_app.store.presets import Preset
 from demofusion_app.store.settings import SettingsStore
 
-from . import run_setup, window_fit, window_state
-from .background import Background
-from .banner import Banner
-from .demofusion_panel import DemoFusionPanel
+from . import window_fit, window_state
+from .desktop.notify import Notifier
+from .desktop.platform_integration import open_folder
+from .desktop.taskbar import TaskbarProgress
 from .diagnostics import diagnostics_text, setup_logging
-from .drops import has_picture
-from .fields import FieldRegistry, name_control
 from .first_run import FirstRunDialog, needs_first_run, remember
-from .hardware_panel import HardwarePanel
-from .history_panel import HistoryPanel
-from .messages import RunEvent, RunFailure, RunMessage, window_message
-from .model_list import geometry_of
-from .model_picker import ModelPicker
-from .notify import Notifier
-from .params_panel import ParamsPanel, plan_text
-from .platform_integration import open_folder
-from .preset_bar import PresetBar
-from .progress_panel import ProgressPanel
-from .prompt_panel import PromptPanel
-from .taskbar import TaskbarProgress
-from .upscale_flow import FlowHost, UpscaleFlow
-from .upscale_panel import UpscalePanel
-from .upscale_sources import Source, State
-from .viewer_slot import make_viewer
+from .panels.banner import Banner
+from .panels.demofusion_panel import DemoFusionPanel
+from .panels.fields import FieldRegistry, name_control
+from .panels.hardware_panel import HardwarePanel
+from .panels.history_panel import HistoryPanel
+from .panels.model_list import geometry_of
+from .panels.model_picker import ModelPicker
+from .panels.params_panel import ParamsPanel, plan_text
+from .panels.preset_bar import PresetBar
+from .panels.progress_panel import ProgressPanel
+from .panels.prompt_panel import PromptPanel
+from .panels.upscale_panel import UpscalePanel
+from .run import run_setup
+from .run.background import Background
+from .run.drops import has_picture
+from .run.messages import RunEvent, RunFailure, RunMessage, window_message
+from .run.upscale_flow import FlowHost, UpscaleFlow
+from .run.upscale_sources import Source, State
+from .run.worker import JobFunction, RunController
+from .viewer.viewer_slot import make_viewer
 from .window_fit import FormScroll
-from .worker import JobFunction, RunController
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +485,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def show_file(self, path: str) -> None:
         """Show a picture from the history; it is decoded off the GUI thread, then shown."""
-        from .tiles import TiledImage
+        from .viewer.tiles import TiledImage
 
         def decode() -> tuple[Any, QImage]:
             return TiledImage.from_source(path), QImage(path)

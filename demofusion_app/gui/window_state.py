@@ -15,9 +15,9 @@ from demofusion_app.store.settings import SettingsStore
 from . import window_fit
 
 if TYPE_CHECKING:
-    from .demofusion_panel import DemoFusionPanel
-    from .hardware_panel import HardwarePanel
-    from .model_picker import ModelPicker
+    from .panels.demofusion_panel import DemoFusionPanel
+    from .panels.hardware_panel import HardwarePanel
+    from .panels.model_picker import ModelPicker
 
 log = logging.getLogger(__name__)
 

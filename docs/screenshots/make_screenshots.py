@@ -19,7 +19,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from demofusion_app.gui.app import create_window
-    from demofusion_app.gui.messages import RunEvent
+    from demofusion_app.gui.run.messages import RunEvent
     from demofusion_app.models.synthetic import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="df-shots-"))

@@ -405,7 +405,7 @@ def test_bench_reports_no_peak_memory_where_the_platform_does_not_say(
 ) -> None:
     import sys
 
-    from demofusion_app import bench
+    from demofusion_app.cli import bench
 
     monkeypatch.setattr(sys, "platform", "win32")  # no WinDLL here: the Windows call cannot answer
     rss = bench._rss_mib()

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from demofusion_app.cli_errors import cli_message
+from demofusion_app.cli.errors import cli_message
 from demofusion_app.engine.geometry import SD15, SD21_768, SDXL, Geometry
 from demofusion_app.engine.plan import make_plan, upscale_sizes
 from demofusion_app.engine.request import Request, RequestError, validate

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from demofusion_app.gui import app, display_check
+from demofusion_app.gui import app
+from demofusion_app.gui.desktop import display_check
 
 REPO = Path(__file__).resolve().parents[2]
 X11 = {"DISPLAY": ":0"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
-from demofusion_app.gui.messages import RunEvent
+from demofusion_app.gui.run.messages import RunEvent
 from demofusion_app.imaging.metadata import read_metadata
 
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QApplication
 
-from demofusion_app.gui import viewer as viewer_module
-from demofusion_app.gui.viewer import ComparisonViewer
-from demofusion_app.gui.viewer_export import BACKGROUND, GAP, MAX_EXPORT_SIDE, ExportError
+from demofusion_app.gui.viewer import viewer as viewer_module
+from demofusion_app.gui.viewer.viewer import ComparisonViewer
+from demofusion_app.gui.viewer.viewer_export import BACKGROUND, GAP, MAX_EXPORT_SIDE, ExportError
 
 RED = (220, 30, 30)
 GREEN = (30, 200, 30)

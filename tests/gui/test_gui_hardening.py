@@ -12,11 +12,11 @@ from PIL import Image
 from PySide6.QtNetwork import QLocalSocket
 
 from demofusion_app.engine.request import MAX_PROMPT_CHARS
-from demofusion_app.gui import single_instance
-from demofusion_app.gui.fields import ERROR_STYLE
-from demofusion_app.gui.single_instance import SingleInstance, decode_message
-from demofusion_app.gui.tiles import ImageLayer
-from demofusion_app.gui.viewer import ComparisonViewer
+from demofusion_app.gui.desktop import single_instance
+from demofusion_app.gui.desktop.single_instance import SingleInstance, decode_message
+from demofusion_app.gui.panels.fields import ERROR_STYLE
+from demofusion_app.gui.viewer.tiles import ImageLayer
+from demofusion_app.gui.viewer.viewer import ComparisonViewer
 
 RED = (220, 30, 30)
 BLUE = (30, 40, 220)

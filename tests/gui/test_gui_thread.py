@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from demofusion_app.gui import history_panel, messages, tiles, upscale_flow, upscale_sources
+from demofusion_app.gui.panels import history_panel
+from demofusion_app.gui.run import messages, upscale_flow, upscale_sources
+from demofusion_app.gui.viewer import tiles
 from demofusion_app.imaging import metadata
 from demofusion_app.imaging.images import save_png_atomic
 from demofusion_app.imaging.metadata import png_text_chunks

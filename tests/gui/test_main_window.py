@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QWidget
 
 from demofusion_app import APP_NAME
 from demofusion_app.gui import main_window as main_window_module
-from demofusion_app.gui.messages import RunEvent
+from demofusion_app.gui.run.messages import RunEvent
 from demofusion_app.imaging.images import save_png_atomic
 from demofusion_app.imaging.metadata import png_text_chunks
 from demofusion_app.jobs import OutOfMemory

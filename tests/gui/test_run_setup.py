@@ -8,9 +8,9 @@ import pytest
 
 from demofusion_app.engine.geometry import SDXL, Geometry
 from demofusion_app.engine.request import RequestError
-from demofusion_app.gui import run_setup
-from demofusion_app.gui.progress_panel import eta_seconds, format_seconds
-from demofusion_app.gui.prompt_panel import estimate_tokens, token_note
+from demofusion_app.gui.panels.progress_panel import eta_seconds, format_seconds
+from demofusion_app.gui.panels.prompt_panel import estimate_tokens, token_note
+from demofusion_app.gui.run import run_setup
 from demofusion_app.jobs import JobError, JobOptions, default_output, unique_output
 from demofusion_app.store.settings import SettingsStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtDBus import QDBusMessage
 
-from demofusion_app.gui.taskbar import LAUNCHER_INTERFACE, TaskbarProgress, launcher_update
+from demofusion_app.gui.desktop.taskbar import LAUNCHER_INTERFACE, TaskbarProgress, launcher_update
 
 
 def test_launcher_update_addresses_our_desktop_file_with_the_progress():

@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from demofusion_app.gui.upscale_sources import State
+from demofusion_app.gui.run.upscale_sources import State
 from demofusion_app.imaging.images import save_png_atomic
 from demofusion_app.imaging.metadata import png_text_chunks
 
@@ -247,7 +247,7 @@ def test_a_waiting_picture_can_be_taken_out_and_a_running_one_cancelled(
 
 
 def test_upscale_waits_for_the_pictures_still_being_read(make_window, qtbot, tmp_path, monkeypatch):
-    from demofusion_app.gui import upscale_flow
+    from demofusion_app.gui.run import upscale_flow
 
     job = ScriptedJob(script(stages=1, steps=1))
     window = make_window(job, model="tiny-model")

@@ -10,11 +10,11 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QImage, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from demofusion_app.gui.compare import WHEEL_FACTOR, ViewerError
-from demofusion_app.gui.image_view import ImageView
-from demofusion_app.gui.tiles import ImageLayer
-from demofusion_app.gui.viewer import ComparisonViewer
-from demofusion_app.gui.viewer_export import GAP
+from demofusion_app.gui.viewer.compare import WHEEL_FACTOR, ViewerError
+from demofusion_app.gui.viewer.image_view import ImageView
+from demofusion_app.gui.viewer.tiles import ImageLayer
+from demofusion_app.gui.viewer.viewer import ComparisonViewer
+from demofusion_app.gui.viewer.viewer_export import GAP
 
 RED = (220, 30, 30)
 BLUE = (30, 40, 220)

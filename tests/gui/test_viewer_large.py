@@ -9,9 +9,9 @@ from PIL import Image
 from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QApplication
 
-from demofusion_app.gui.tiles import TILE_SIZE, ImageLayer, TileItem
-from demofusion_app.gui.viewer import ComparisonViewer
-from demofusion_app.gui.viewer_export import ExportError
+from demofusion_app.gui.viewer.tiles import TILE_SIZE, ImageLayer, TileItem
+from demofusion_app.gui.viewer.viewer import ComparisonViewer
+from demofusion_app.gui.viewer.viewer_export import ExportError
 
 SIDE = 8192
 

@@ -7,8 +7,8 @@ import itertools
 import pytest
 from PIL import Image
 
-from demofusion_app.gui import compare, tiles
-from demofusion_app.gui.compare import (
+from demofusion_app.gui.viewer import compare, tiles
+from demofusion_app.gui.viewer.compare import (
     ViewerError,
     ViewState,
     check_mode,
@@ -23,7 +23,7 @@ from demofusion_app.gui.compare import (
     zoom_about,
     zoom_label,
 )
-from demofusion_app.gui.tiles import (
+from demofusion_app.gui.viewer.tiles import (
     ViewerImageError,
     choose_level,
     level_sizes,

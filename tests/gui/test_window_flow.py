@@ -12,8 +12,8 @@ from gui_scripted import ScriptedJob, fill_ready, script
 from PIL import Image, PngImagePlugin
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 
-from demofusion_app.gui.progress_panel import PREVIEW_EMPTY
-from demofusion_app.gui.upscale_sources import State
+from demofusion_app.gui.panels.progress_panel import PREVIEW_EMPTY
+from demofusion_app.gui.run.upscale_sources import State
 
 A1111 = "a castle on a hill\nNegative prompt: blurry\nSteps: 20, Seed: 314159, Size: 64x64"
 COMFY = {
@@ -143,7 +143,7 @@ def test_a_missing_model_file_is_refused_before_the_run(make_window, qtbot, tmp_
 
 def test_a_typed_hub_id_is_left_to_the_loader(make_window):
     from demofusion_app.engine.request import Request
-    from demofusion_app.gui import run_setup
+    from demofusion_app.gui.run import run_setup
 
     for model in ("stabilityai/stable-diffusion-xl-base-1.0", "tiny-model"):
         run_setup.require_model(Request(model=model, prompt="p"))

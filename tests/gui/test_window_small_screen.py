@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QApplication
 
-from demofusion_app.gui.progress_panel import READY
+from demofusion_app.gui.panels.progress_panel import READY
 
 
 def test_the_first_run_window_fits_a_1024_wide_screen(make_window):

@@ -10,8 +10,8 @@ from PySide6.QtGui import QImage
 
 from demofusion_app.engine.events import Finished, StageFinished
 from demofusion_app.engine.request import Request, RequestError
-from demofusion_app.gui.messages import RunEvent, RunFailure, message_for
-from demofusion_app.gui.worker import ModelCacheHolder, RunController
+from demofusion_app.gui.run.messages import RunEvent, RunFailure, message_for
+from demofusion_app.gui.run.worker import ModelCacheHolder, RunController
 from demofusion_app.jobs import JobOptions
 
 

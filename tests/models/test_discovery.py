@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from demofusion_app import cli_models
+from demofusion_app.cli import models as cli_models
 from demofusion_app.models import discovery
 from demofusion_app.models.errors import ModelError
 from demofusion_app.store.settings import SettingsStore

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from demofusion_app.gui.history import read_parameters
-from demofusion_app.gui.upscale_sources import form_values
+from demofusion_app.gui.panels.history import read_parameters
+from demofusion_app.gui.run.upscale_sources import form_values
 from demofusion_app.imaging import png_text_chunks, read_metadata, save_png_atomic
 from demofusion_app.imaging.metadata import FileRecord
 from demofusion_app.models.lookup import find_model_file, resolve_model

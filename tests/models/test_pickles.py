@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from demofusion_app.cli_errors import cli_message
+from demofusion_app.cli.errors import cli_message
 from demofusion_app.models.errors import ModelError
 from demofusion_app.models.sources import load_components, resolve
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from demofusion_app.cli_errors import cli_message
+from demofusion_app.cli.errors import cli_message
 from demofusion_app.models import hub
 from demofusion_app.models.errors import ModelError
 from demofusion_app.models.sources import ModelSource, load_components, resolve

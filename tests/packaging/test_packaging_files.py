@@ -197,7 +197,7 @@ def test_powershell_installer_offers_the_same_choices():
     assert "DemoFusionStudio" in source  # %LOCALAPPDATA%\DemoFusionStudio\env
     assert "CreateShortcut" in source
     assert "demofusion-studio.ico" in source or "$AppId.ico" in source
-    from demofusion_app.gui.platform_integration import WINDOWS_APP_USER_MODEL_ID
+    from demofusion_app.gui.desktop.platform_integration import WINDOWS_APP_USER_MODEL_ID
 
     assert f'$AppUserModelId = "{WINDOWS_APP_USER_MODEL_ID}"' in source
     # Balanced braces and parentheses: a cheap guard against a broken edit.

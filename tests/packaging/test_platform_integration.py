@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QWidget
 
-from demofusion_app.gui.platform_integration import (
+from demofusion_app.gui.desktop.platform_integration import (
     DESKTOP_FILE_NAME,
     app_icon,
     apply_platform_integration,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from demofusion_app.gui.single_instance import (
+from demofusion_app.gui.desktop.single_instance import (
     SingleInstance,
     SingleInstanceError,
     decode_message,

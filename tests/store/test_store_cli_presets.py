@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from demofusion_app import cli_presets
+from demofusion_app.cli import presets as cli_presets
 from demofusion_app.store import HOME_ENV, PresetStore, SettingsStore
 from demofusion_app.store.paths import StorePaths
 

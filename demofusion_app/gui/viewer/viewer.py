@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from demofusion_app.gui.background import Background
-from demofusion_app.gui.compare import (
+from demofusion_app.gui.run.background import Background
+from demofusion_app.gui.viewer.compare import (
     FIXED_ZOOMS,
     MODE_TITLES,
     MODES,
@@ -42,9 +42,9 @@ from demofusion_app.gui.compare import (
     default_pair,
     zoom_label,
 )
-from demofusion_app.gui.image_view import EMPTY_TEXT, ImageView
-from demofusion_app.gui.tiles import ImageLayer, ImageSource, TiledImage
-from demofusion_app.gui.viewer_export import (
+from demofusion_app.gui.viewer.image_view import EMPTY_TEXT, ImageView
+from demofusion_app.gui.viewer.tiles import ImageLayer, ImageSource, TiledImage
+from demofusion_app.gui.viewer.viewer_export import (
     ExportError,
     compose,
     export_path,

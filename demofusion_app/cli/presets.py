@@ -13,18 +13,18 @@ import json
 import sys
 from typing import Any
 
-from .engine import faithfulness
-from .engine.faithfulness import POSITION_KEYS
-from .engine.request import (
+from ..engine import faithfulness
+from ..engine.faithfulness import POSITION_KEYS
+from ..engine.request import (
     COLOR_FIXES,
     MEMORY_MODES,
     SCHEDULERS,
     TIMESTEP_SPACINGS,
     parse_view_batch,
 )
-from .store.errors import StoreError
-from .store.preset_store import PresetStore
-from .store.presets import Preset, overlay, parse_size, parse_stride
+from ..store.errors import StoreError
+from ..store.preset_store import PresetStore
+from ..store.presets import Preset, overlay, parse_size, parse_stride
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -16,11 +16,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import APP_NAME, __version__
-from .cli_errors import cli_message
-from .engine.faithfulness import DEFAULT_POSITION, POSITION_KEYS, POSITIONS
-from .engine.request import (
+from .. import APP_NAME, __version__
+from ..engine.faithfulness import DEFAULT_POSITION, POSITION_KEYS, POSITIONS
+from ..engine.request import (
     COLOR_FIXES,
+    CONTROL_PREPROCESSORS,
     DEVICES,
     DTYPES,
     MAX_PROMPT_CHARS,
@@ -31,6 +31,7 @@ from .engine.request import (
     parse_view_batch,
     prompt_too_long,
 )
+from .errors import cli_message
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
@@ -38,7 +39,9 @@ SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
 # Every Request field has a flag whose argparse dest is the field's name, except the two below that
 # their own flags give (FILE=WEIGHT pairs, and upscale's positional picture).
 REQUEST_FLAGS = tuple(
-    f.name for f in dataclasses.fields(Request) if f.name not in ("loras", "init_image")
+    f.name
+    for f in dataclasses.fields(Request)
+    if f.name not in ("loras", "controlnets", "init_image")
 )
 
 
@@ -230,6 +233,40 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         metavar="FILE=WEIGHT",
         help="a LoRA file and its weight; repeatable",
     )
+    c = p.add_argument_group("ControlNet")
+    c.add_argument(
+        "--controlnet",
+        dest="controlnet_args",
+        action="append",
+        default=[],
+        metavar="PATH[=SCALE]",
+        help="a ControlNet (.safetensors file or diffusers folder) and its scale (default 1); "
+        "repeatable, the ControlNets add up",
+    )
+    c.add_argument(
+        "--control-image",
+        metavar="FILE",
+        help="the control image; default: the picture being upscaled",
+    )
+    c.add_argument(
+        "--control-preprocess",
+        choices=CONTROL_PREPROCESSORS,
+        help="tile (the picture as it is, default), canny (its edges), blur, or none",
+    )
+    c.add_argument(
+        "--control-start",
+        type=float,
+        nargs="+",
+        metavar="FRACTION",
+        help="where in the steps the ControlNets start, 0-1: one for all or one per --controlnet",
+    )
+    c.add_argument(
+        "--control-end",
+        type=float,
+        nargs="+",
+        metavar="FRACTION",
+        help="where in the steps the ControlNets stop, 0-1: one for all or one per --controlnet",
+    )
     h.add_argument(
         "--prediction-type",
         choices=("epsilon", "v_prediction"),
@@ -275,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments
 
     add_arguments(bench)
-    from . import cli_models, cli_presets
+    from . import models as cli_models
+    from . import presets as cli_presets
 
     cli_presets.add_parser(sub)
     cli_models.add_parser(sub)
@@ -288,11 +326,11 @@ def request_from_args(args: argparse.Namespace) -> Request:
     Relative values ("--stride half", a preset's "2x base") are resolved for the model's geometry, read from
     the model without loading it. Without --model, the settings' default model is used.
     """
-    from .engine.faithfulness import expand as expand_position
-    from .engine.faithfulness import upscale_values
-    from .models.geometry import geometry_of
-    from .store.errors import StoreError
-    from .store.preset_store import values_for_cli
+    from ..engine.faithfulness import expand as expand_position
+    from ..engine.faithfulness import upscale_values
+    from ..models.geometry import geometry_of
+    from ..store.errors import StoreError
+    from ..store.preset_store import values_for_cli
 
     given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
     for name in ("prompt", "negative_prompt"):
@@ -304,18 +342,26 @@ def request_from_args(args: argparse.Namespace) -> Request:
                 "Shorten it."
             )
     if getattr(args, "lora", None):
-        from .models.adapters import parse_lora_arg
+        from ..models.adapters import parse_lora_arg
 
         try:
             given["loras"] = tuple(parse_lora_arg(text) for text in args.lora)
         except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    if getattr(args, "controlnet_args", None):
+        from ..models.controlnet import parse_controlnet_arg
+        from ..models.errors import ModelError
+
+        try:
+            given["controlnets"] = tuple(parse_controlnet_arg(t) for t in args.controlnet_args)
+        except ModelError as exc:
             raise UsageError(str(exc)) from exc
     if getattr(args, "image", None) is not None:
         given["init_image"] = str(args.image)
     if args.command == "upscale" and "scale" in given and ("width" in given or "height" in given):
         raise UsageError("Give either --scale or --width/--height, not both.")
     if "model" not in given:
-        from .store.settings import SettingsStore
+        from ..store.settings import SettingsStore
 
         default_model = SettingsStore().load().default_model
         if default_model:
@@ -343,8 +389,8 @@ def request_from_args(args: argparse.Namespace) -> Request:
 def _check_model(args: argparse.Namespace, model: str) -> None:
     """Refuse a model that is neither a file, a folder nor a plausible hub id (org/name), saying
     where it came from when not from --model."""
-    from .models.hub import looks_like_repo_id
-    from .store.settings import SettingsStore
+    from ..models.hub import looks_like_repo_id
+    from ..store.settings import SettingsStore
 
     if not model:
         raise UsageError(
@@ -395,15 +441,15 @@ class _LogToStderr(logging.Handler):
 
 def _metadata_full_paths() -> bool:
     """The `metadata_full_paths` setting: pictures name their files unless the user chose paths."""
-    from .store.settings import SettingsStore
+    from ..store.settings import SettingsStore
 
     return bool(SettingsStore().get("metadata_full_paths"))
 
 
 def run_generation(args: argparse.Namespace) -> int:
-    from .cli_progress import TerminalProgress
-    from .engine.events import CancelToken
-    from .jobs import JobOptions, run_job
+    from ..engine.events import CancelToken
+    from ..jobs import JobOptions, run_job
+    from .progress import TerminalProgress
 
     request = request_from_args(args)
     # Before any size check: "Width is missing" is no help when the model itself is not there.
@@ -421,7 +467,7 @@ def run_generation(args: argparse.Namespace) -> int:
         metadata_full_paths=_metadata_full_paths(),
         prompt_from_metadata=False,  # prepare() below reads it; once is enough (and warns once)
     )
-    from .jobs import check_output_target, prepare
+    from ..jobs import check_output_target, prepare
 
     # Before the picture is read or the model loaded: a run whose output cannot be written (or that
     # would write over its own input, or a file already there) should not take minutes to say so.
@@ -455,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     # What a run works around (a picture's bad seed, a skipped model file) is said, marked as such.
-    logger = logging.getLogger(__package__)
+    # The whole package's logger, not this module's package (`demofusion_app.cli`): the warnings
+    # worth saying come from the models, imaging and the job.
+    logger = logging.getLogger("demofusion_app")
     handler = _LogToStderr()
     logger.addHandler(handler)
     try:
@@ -473,10 +521,10 @@ def _run_command(args: argparse.Namespace, verbose: bool) -> int:
 
             return run_bench(args)
         if args.command == "presets":
-            from .cli_presets import run as run_presets
+            from .presets import run as run_presets
 
             return run_presets(args)
-        from .cli_models import run as run_models
+        from .models import run as run_models
 
         return run_models(args)
     except KeyboardInterrupt:
@@ -490,8 +538,8 @@ def _run_command(args: argparse.Namespace, verbose: bool) -> int:
 
 
 def _report(exc: Exception, verbose: bool) -> int:
-    from .engine.errors import UserError
-    from .jobs import OutOfMemory
+    from ..engine.errors import UserError
+    from ..jobs import OutOfMemory
 
     if verbose:
         traceback.print_exc()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .engine.errors import Remedy, UserError
+from ..engine.errors import Remedy, UserError
 
 # One sentence per remedy, said after the error's own message; every remedy has one here.
 CLI_REMEDIES: dict[Remedy, str | None] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, TextIO
 
-from .engine.events import Finished, RunCancelled, StageFinished, StageStarted, StepDone
+from ..engine.events import Finished, RunCancelled, StageFinished, StageStarted, StepDone
 
 
 class TerminalProgress:

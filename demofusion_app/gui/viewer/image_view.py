@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from demofusion_app.gui.compare import (
+from demofusion_app.gui.viewer.compare import (
     ViewState,
     clamp_zoom,
     fit_zoom,
@@ -33,8 +33,8 @@ from demofusion_app.gui.compare import (
     wipe_geometry,
     zoom_about,
 )
-from demofusion_app.gui.tiles import ImageLayer
-from demofusion_app.gui.viewer_export import (
+from demofusion_app.gui.viewer.tiles import ImageLayer
+from demofusion_app.gui.viewer.viewer_export import (
     BACKGROUND,
 )
 

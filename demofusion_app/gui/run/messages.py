@@ -20,7 +20,7 @@ from demofusion_app.engine.errors import Remedy, UserError
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from .tiles import TiledImage
+    from ..viewer.tiles import TiledImage
 
 
 class RunEvent(enum.Enum):
@@ -170,6 +170,6 @@ def message_for(event: ev.Event) -> RunMessage:
         return RunMessage(kind, event)
     if kind is RunEvent.FINISHED:
         return RunMessage(kind, event, pil_to_qimage(pil), thumbnail=_thumbnail(pil))
-    from .tiles import TiledImage
+    from ..viewer.tiles import TiledImage
 
     return RunMessage(kind, event, thumbnail=_thumbnail(pil), tiled=TiledImage.from_source(pil))

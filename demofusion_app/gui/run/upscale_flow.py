@@ -33,9 +33,9 @@ from demofusion_app.engine.request import RequestError
 from demofusion_app.imaging.images import ImageError
 from demofusion_app.store.settings import SettingsStore
 
+from ..panels.upscale_panel import UpscalePanel
+from ..viewer.tiles import TiledImage
 from .drops import local_files, pasted_path, picture_data, save_picture
-from .tiles import TiledImage
-from .upscale_panel import UpscalePanel
 from .upscale_sources import (
     CHOICE_FIELDS,
     OFFERED_FIELDS,

@@ -18,7 +18,7 @@ from PIL import Image
 from PySide6.QtGui import QColor, QImage
 
 from demofusion_app.engine.request import MAX_SIDE
-from demofusion_app.gui.tiles import TiledImage
+from demofusion_app.gui.viewer.tiles import TiledImage
 from demofusion_app.imaging.images import ImageError, save_png_atomic
 
 BACKGROUND = QColor(43, 43, 43)

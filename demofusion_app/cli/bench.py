@@ -165,12 +165,12 @@ def _peak_pixels(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
     import torch
 
-    from .models.device import choose_dtype, probe_device
+    from ..models.device import choose_dtype, probe_device
 
     facts = probe_device(args.device)
     dtype = choose_dtype(facts, args.dtype)
     if args.model:
-        from .models.loader import LoadSpec, load_pipeline
+        from ..models.loader import LoadSpec, load_pipeline
 
         spec = LoadSpec(
             args.model,
@@ -183,7 +183,7 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
         loaded = load_pipeline(spec)
         label = f"{args.model} (memory mode {loaded.memory_mode})"
         return loaded.pipe, label
-    from .models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
+    from ..models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
 
     if facts.kind == "cpu":
         return build_tiny_pipeline("sdxl", 16).to(dtype=torch.float32), "tiny SDXL-shaped (random)"
@@ -196,9 +196,9 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
 def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigures]:
     import torch
 
-    from .engine.events import StageStarted
-    from .engine.generate import run_stages
-    from .engine.vae import decode_latents
+    from ..engine.events import StageStarted
+    from ..engine.generate import run_stages
+    from ..engine.vae import decode_latents
 
     device = torch.device(pipe._execution_device)
     cuda = device.type == "cuda"
@@ -279,9 +279,9 @@ def _table(figures: list[StageFigures]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .engine.generate import plan_for
-    from .engine.geometry import model_geometry
-    from .engine.request import Request
+    from ..engine.generate import plan_for
+    from ..engine.geometry import model_geometry
+    from ..engine.request import Request
 
     pipe, label = _pipeline(args)
     pipe.set_progress_bar_config(disable=True)

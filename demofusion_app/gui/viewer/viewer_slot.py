@@ -18,6 +18,6 @@ def make_viewer(
 ) -> ComparisonViewer:
     """The comparison viewer (objectName "viewer"): set_images, add_image, show_single, set_mode,
     clear, current_name, export_comparison. `export_folder` gives the folder the export dialog
-    opens in (the output folder); `background` is the window's pool (`gui.background`), where the
+    opens in (the output folder); `background` is the window's pool (`gui.run.background`), where the
     export's slow work runs."""
     return ComparisonViewer(parent, export_folder=export_folder, background=background)

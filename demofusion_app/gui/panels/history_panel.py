@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .background import Background
+from ..run.background import Background
 from .fields import name_control
 from .history import HistoryEntry, read_parameters, recent_files
 

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..run.upscale_sources import CHOICES, SCALE_CHOICES, Offer, Source, State
 from .fields import FieldRegistry, FieldRow, name_control
-from .upscale_sources import CHOICES, SCALE_CHOICES, Offer, Source, State
 
 STRENGTH_TIP = (
     "How much the picture may change: 1 repaints every stage from noise guided by the picture, "
