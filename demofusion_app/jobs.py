@@ -66,6 +66,14 @@ class JobOptions:
     allow_pickle: bool = False  # .ckpt/.pt/.bin, read weights-only; the user must opt in
     metadata_full_paths: bool = False  # pictures record file names and hashes, not where files live
     attention_masks: Path | None = None  # AccDiffusion's token masks and window prompts go here
+    # "png", "jpeg" or "webp"; None: the output's suffix says, else the settings' output_format
+    image_format: str | None = None
+    # A GAN upscaler file (ESRGAN family) to enlarge with instead of bicubic (rule 42); None: bicubic.
+    upsampler: Path | None = None
+    # Where to write the GAN's enlargement of the source at the output size (needs `upsampler`).
+    save_gan: Path | None = None
+    # Two or more devices ("cuda:0,cuda:1"): each step's views split between UNet replicas (rule 43).
+    devices: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ def choose_seed(request: Request) -> Request:
 
 
 def stage_path(output: Path, stage: int) -> Path:
-    return output.with_name(f"{output.stem}-stage{stage}.png")
+    """A stage picture beside `output`, in its format."""
+    return output.with_name(f"{output.stem}-stage{stage}{output.suffix or '.png'}")
 
 
 def latents_path(output: Path) -> Path:
@@ -119,22 +128,45 @@ def output_folder(settings: SettingsStore | None = None) -> Path:
     return Path(_settings(settings).get("output_folder")).expanduser()
 
 
-def unique_output(folder: Path, name: str) -> Path:
-    """`folder/name.png`, or `name-2.png` ... when that or its first stage picture is taken."""
-    path, number = folder / f"{name}.png", 2
+def unique_output(folder: Path, name: str, suffix: str = ".png") -> Path:
+    """`folder/name.png` (or `suffix`), or `name-2.png` ... when that or its first stage picture
+    is taken."""
+    path, number = folder / f"{name}{suffix}", 2
     while path.exists() or stage_path(path, 1).exists():
-        path = folder / f"{name}-{number}.png"
+        path = folder / f"{name}-{number}{suffix}"
         number += 1
     return path
 
 
 def default_output(
-    request: Request, seed: int, width: int, height: int, settings: SettingsStore | None = None
+    request: Request,
+    seed: int,
+    width: int,
+    height: int,
+    settings: SettingsStore | None = None,
+    image_format: str | None = None,
 ) -> Path:
-    """A new file in the settings' output folder, named by their file-name pattern."""
+    """A new file in the settings' output folder, named by their file-name pattern, in
+    `image_format` (by default the settings' output_format)."""
+    from .imaging.images import output_suffix
+
     settings = _settings(settings)
     name = settings.expand_file_name(request=request, seed=seed, width=width, height=height)
-    return unique_output(output_folder(settings), name)
+    suffix = output_suffix(image_format or job_format(None, None, settings))
+    return unique_output(output_folder(settings), name, suffix)
+
+
+def job_format(options: JobOptions | None, output: Path | None, settings: Any = None) -> str:
+    """The format a run writes: the options' choice, else the output's suffix, else the
+    settings' output_format ("png" when unreadable)."""
+    from .imaging.images import OUTPUT_FORMATS, output_format_of
+
+    if options is not None and options.image_format:
+        return options.image_format
+    if output is not None and output_format_of(output):
+        return output_format_of(output) or "png"
+    chosen = _settings(settings).get("output_format")
+    return chosen if chosen in OUTPUT_FORMATS else "png"
 
 
 def _nearest_existing(folder: Path) -> Path:
@@ -180,7 +212,9 @@ def _source_written_over(output: Path, options: JobOptions, source: Path) -> Pat
     if options.save_latents:
         targets.append(latents_path(output))
     match = re.fullmatch(
-        re.escape(output.stem) + r"-stage(\d+)\.png", source.name, flags=re.IGNORECASE
+        re.escape(output.stem) + r"-stage(\d+)" + re.escape(output.suffix),
+        source.name,
+        flags=re.IGNORECASE,
     )
     if options.save_stages and match:
         targets.append(stage_path(output, int(match.group(1))))
@@ -200,12 +234,13 @@ def check_output_target(
     *,
     name_hint: str = "output name",
 ) -> None:
-    """Refuse, before any model loads, an output that cannot be written: not a .png, its folder is a
+    """Refuse, before any model loads, an output that cannot be written: not a .png (.jpg, .webp
+    for those formats), its folder is a
     file or read-only, its name (with the stage and latents files) is too long, it would replace
     `source` (the run's own input picture), or (without `overwrite`) the picture or its latents
     exist already; the stage pictures are checked by `check_outputs_free` once the plan is known.
     `name_hint` is how the face calls the output name."""
-    check_png_name(output)
+    check_output_name(output, options.image_format)
     check_output_folder(output.parent)
     from .store.filenames import MAX_FILE_NAME_BYTES
 
@@ -219,7 +254,7 @@ def check_output_target(
     if source is not None:
         target = _source_written_over(output, options, Path(source))
         if target is not None:
-            other = output.with_name(f"{output.stem}-upscaled.png")
+            other = output.with_name(f"{output.stem}-upscaled{output.suffix}")
             raise JobError(
                 f"{target} is this run's input picture and would be overwritten; choose another "
                 f"{name_hint}, such as {other}."
@@ -227,10 +262,19 @@ def check_output_target(
     check_outputs_free(output, 1, options)
 
 
-def check_png_name(output: Path) -> None:
-    """Refuse an output that is not a .png file (the only format a run writes)."""
-    if output.suffix.lower() != ".png":
-        raise JobError(f"The output must be a .png file, not {output.name}; try {output.stem}.png.")
+def check_output_name(output: Path, image_format: str | None = None) -> None:
+    """Refuse an output that is not a .png, .jpg/.jpeg or .webp file, or (with `image_format`)
+    whose suffix is not that format's."""
+    from .imaging.images import output_format_of, output_suffix
+
+    found = output_format_of(output)
+    wanted = image_format or found or "png"
+    if found != wanted:
+        suffix = output_suffix(wanted)
+        raise JobError(
+            f"The output must be a {suffix} file for {wanted.upper()}, not {output.name}; "
+            f"try {output.stem}{suffix}."
+        )
 
 
 def check_outputs_free(output: Path, stages: int, options: JobOptions) -> None:
@@ -492,7 +536,7 @@ class _Run:
         checkpoint once, then the hash cache answers), before the first picture is written."""
         plan = self._plan()
         output = self.options.output or default_output(
-            self.request, self.seed, plan.width, plan.height
+            self.request, self.seed, plan.width, plan.height, image_format=self.options.image_format
         )
         check_outputs_free(output, plan.stage_count, self.options)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -503,12 +547,20 @@ class _Run:
     def sample_and_save(self) -> None:
         """Every stage: sampled, then (the final one, or each with `save_stages`) decoded and
         written before StageFinished announces it."""
+        from .engine.devices import parse_devices
         from .engine.generate import run_stages
 
         def keep_input(latents: Any) -> None:
             if self.options.save_latents:
                 self.latents["input"] = latents.detach().float().cpu()
 
+        upscaler = None
+        if self.options.upsampler is not None:
+            from .models.upscalers import load_upscaler
+
+            upscaler = load_upscaler(self.options.upsampler, allow_pickle=self.options.allow_pickle)
+            if self.options.save_gan is not None and self.source is not None:
+                self._save_gan(upscaler)
         for out in run_stages(
             self.pipeline,
             self.request,
@@ -520,8 +572,24 @@ class _Run:
             on_input=keep_input,
             controlnets=self.controlnets,
             control_picture=_control_picture(self.request, self.source),
+            upscaler=upscaler,
+            devices=parse_devices(self.options.devices),
         ):
             self._save_stage(out.stage, out.latents)
+
+    def _save_gan(self, upscaler: Any) -> None:
+        """The GAN's enlargement of the source at the output size, the baseline to compare with."""
+        from .engine.upsample import gan_resize
+        from .imaging.images import output_format_of, save_image_atomic
+
+        assert self.source is not None and self.options.save_gan is not None
+        plan = self._plan()
+        image = gan_resize(
+            upscaler, self.source, (plan.width, plan.height), cancel=self._check_cancel
+        )
+        target = self.options.save_gan
+        image_format = output_format_of(target) or "png"
+        save_image_atomic(image, target, image_format=image_format, overwrite=True)
 
     def finish(self) -> JobResult:
         """Write the latents, announce the picture."""
@@ -586,7 +654,7 @@ class _Run:
         from PIL import Image as PILImage
 
         from .engine.vae import decode_latents
-        from .imaging.images import save_png_atomic
+        from .imaging.images import save_image_atomic
 
         stages, output = self._plan().stage_count, self._output()
         latents_cpu = latents.detach().float().cpu()
@@ -620,7 +688,8 @@ class _Run:
                 if self.options.write_metadata
                 else None
             )
-            save_png_atomic(image, path, text=text, overwrite=True)
+            image_format = job_format(self.options, output)
+            save_image_atomic(image, path, image_format=image_format, text=text, overwrite=True)
             if is_final:
                 self.final_path, self.final_image = path, image
             else:

@@ -1,4 +1,4 @@
-"""The headless commands: generate, upscale, bench, presets, models.
+"""The headless commands: generate, upscale, batch, bench, presets, models.
 
 Exit codes: 0 done; 1 unexpected failure (traceback only with --verbose); 2 a user error (one clear line);
 3 out of memory; 130 interrupted (stage images already written are kept).
@@ -21,10 +21,12 @@ from ..engine.faithfulness import DEFAULT_POSITION, POSITION_KEYS, POSITIONS
 from ..engine.request import (
     COLOR_FIXES,
     CONTROL_PREPROCESSORS,
+    DEFAULT_PATCH_PROMPTS,
     DEVICES,
     DTYPES,
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
+    METHODS,
     SCHEDULERS,
     TIMESTEP_SPACINGS,
     Request,
@@ -34,7 +36,7 @@ from ..engine.request import (
 from .errors import cli_message
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SUBCOMMANDS = ("generate", "upscale", "bench", "presets", "models")
+SUBCOMMANDS = ("generate", "upscale", "batch", "bench", "presets", "models")
 
 # Every Request field has a flag whose argparse dest is the field's name, except the two below that
 # their own flags give (FILE=WEIGHT pairs, and upscale's positional picture).
@@ -192,6 +194,29 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         const=False,
         help="do not jitter the local windows",
     )
+    acc = p.add_argument_group("AccDiffusion: no repeated objects (docs/algorithm.md rules 35-41)")
+    acc.add_argument(
+        "--method",
+        choices=METHODS,
+        help="demofusion (default) or accdiffusion: patch prompts with c 0.3 and window interaction",
+    )
+    acc.add_argument(
+        "--patch-prompts",
+        dest="patch_prompts",
+        type=float,
+        nargs="?",
+        const=DEFAULT_PATCH_PROMPTS,
+        metavar="C",
+        help="each window of a later stage keeps the prompt words whose attention covers at least C "
+        f"of it (default C {DEFAULT_PATCH_PROMPTS})",
+    )
+    acc.add_argument(
+        "--window-interaction",
+        dest="window_interaction",
+        action="store_const",
+        const=True,
+        help="mix the dilated sub-lattices element by element before the UNet, and back after",
+    )
     a = p.add_argument_group("ablations (the paper's table)")
     a.add_argument(
         "--no-progressive",
@@ -277,9 +302,21 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         action="store_true",
         help="allow .ckpt/.pt/.bin files (loaded with weights_only; still a risk)",
     )
+    h.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="two or more devices that split each step's views, e.g. cuda:0,cuda:1"
+        " (default: the devices setting, else one device)",
+    )
     h.add_argument("--preset", help="start from a saved preset; flags given here win")
     o = p.add_argument_group("output")
-    o.add_argument("--output", type=Path, help="the final .png (required)")
+    o.add_argument("--output", type=Path, help="the final .png, .jpg or .webp (required)")
+    o.add_argument(
+        "--format",
+        choices=("png", "jpeg", "webp"),
+        help="picture format (default: the --output suffix); JPEG and WebP keep the"
+        " parameters in EXIF",
+    )
     o.add_argument("--overwrite", action="store_true", help="replace existing files")
     o.add_argument(
         "--save-latents",
@@ -290,6 +327,12 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         "--save-stages", action="store_true", help="also write FILE-stage1.png ... as stages finish"
     )
     o.add_argument("--no-metadata", action="store_true", help="do not write parameters into PNGs")
+    o.add_argument(
+        "--save-attention-masks",
+        type=Path,
+        metavar="DIR",
+        help="with patch prompts: write each word's mask (PNG) and every window's prompt (JSON) here",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,10 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     gen = sub.add_parser("generate", help="text to image")
     add_generation_args(gen, upscale=False)
+    _add_upsampler_args(gen, upscale=False)
     gen.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
+    gen.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="make N pictures, seeds seed, seed+1, ..., named FILE-SEED.png (see cli/batch.py)",
+    )
     up = sub.add_parser("upscale", help="upscale an existing picture")
     up.add_argument("image", type=Path, help="PNG, JPEG or WebP picture")
     add_generation_args(up, upscale=True)
+    _add_upsampler_args(up, upscale=True)
     up.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
     bench = sub.add_parser("bench", help="time the sampler and report where time goes")
     from .bench import add_arguments
@@ -317,7 +369,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_presets.add_parser(sub)
     cli_models.add_parser(sub)
+    from . import batch as cli_batch
+
+    cli_batch.add_parser(sub)
     return parser
+
+
+def _add_upsampler_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
+    """--upsampler (what enlarges between stages) and, for upscale, --save-gan."""
+    p.add_argument(
+        "--upsampler",
+        default="bicubic",
+        metavar="bicubic|FILE",
+        help="what enlarges between stages: bicubic latents (default) or an ESRGAN-family "
+        "model file (RRDBNet, SRVGGNetCompact), through decode, GAN and encode",
+    )
+    if upscale:
+        p.add_argument(
+            "--save-gan",
+            type=Path,
+            metavar="FILE",
+            help="also write the --upsampler model's enlargement of the picture at the output size",
+        )
+
+
+def _upsampler_options(args: argparse.Namespace) -> dict[str, Any]:
+    """JobOptions fields for --upsampler and --save-gan; a missing file is told before any load."""
+    name = getattr(args, "upsampler", "bicubic") or "bicubic"
+    save_gan = getattr(args, "save_gan", None)
+    if name.lower() == "bicubic":
+        if save_gan is not None:
+            raise UsageError(
+                "--save-gan needs a GAN: add --upsampler FILE (an ESRGAN-family model)."
+            )
+        return {}
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise UsageError(f"--upsampler {name}: no such file; give a model file or 'bicubic'.")
+    if save_gan is not None and save_gan.exists() and not getattr(args, "overwrite", False):
+        raise UsageError(f"--save-gan {save_gan} exists; add --overwrite or name another file.")
+    return {"upsampler": path, "save_gan": save_gan}
 
 
 def request_from_args(args: argparse.Namespace) -> Request:
@@ -378,6 +469,7 @@ def request_from_args(args: argparse.Namespace) -> Request:
         ) from exc
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
+    values = _with_method(values, args)
     if args.command == "generate":
         for name in ("scale", "strength", "color_fix", "faithfulness"):
             values.pop(name, None)
@@ -386,7 +478,22 @@ def request_from_args(args: argparse.Namespace) -> Request:
     return Request.from_dict(values)
 
 
-def _check_model(args: argparse.Namespace, model: str) -> None:
+def _with_method(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """`--method` sets both AccDiffusion parts (over a preset's); `--patch-prompts C` given beside it wins."""
+    method = getattr(args, "method", None)
+    if method is None:
+        return values
+    on = method == "accdiffusion"
+    given = getattr(args, "patch_prompts", None)
+    values = dict(values)
+    values["patch_prompts"] = (
+        (given if given is not None else DEFAULT_PATCH_PROMPTS) if on else None
+    )
+    values["window_interaction"] = on
+    return values
+
+
+def check_model(args: argparse.Namespace, model: str) -> None:
     """Refuse a model that is neither a file, a folder nor a plausible hub id (org/name), saying
     where it came from when not from --model."""
     from ..models.hub import looks_like_repo_id
@@ -411,7 +518,7 @@ def _check_model(args: argparse.Namespace, model: str) -> None:
     )
 
 
-def _install_interrupt(cancel: Any) -> None:
+def install_interrupt(cancel: Any) -> None:
     """First Ctrl-C cancels at the next UNet call; a second one stops at once."""
 
     def handler(signum: int, frame: object) -> None:
@@ -439,7 +546,22 @@ class _LogToStderr(logging.Handler):
             self.handleError(record)
 
 
-def _metadata_full_paths() -> bool:
+def devices_option(args: argparse.Namespace) -> str:
+    """`--devices`, else the `devices` setting; checked before any model loads."""
+    from ..engine.devices import DevicesError, parse_devices
+    from ..store.settings import SettingsStore
+
+    text = getattr(args, "devices", None)
+    if text is None:
+        text = str(SettingsStore().get("devices") or "")
+    try:
+        parse_devices(text)
+    except DevicesError as exc:  # the engine names the setting; here it is the flag
+        raise UsageError(f"--{exc}") from None
+    return text
+
+
+def full_paths_setting() -> bool:
     """The `metadata_full_paths` setting: pictures name their files unless the user chose paths."""
     from ..store.settings import SettingsStore
 
@@ -453,9 +575,14 @@ def run_generation(args: argparse.Namespace) -> int:
 
     request = request_from_args(args)
     # Before any size check: "Width is missing" is no help when the model itself is not there.
-    _check_model(args, request.model)
+    check_model(args, request.model)
     if args.output is None:
         raise UsageError("Say where to write the image: --output FILE.png")
+    masks = getattr(args, "save_attention_masks", None)
+    if masks is not None and request.patch_prompts is None:
+        raise UsageError(
+            "--save-attention-masks needs patch prompts: add --method accdiffusion or --patch-prompts."
+        )
     options = JobOptions(
         output=args.output,
         save_stages=args.save_stages,
@@ -464,8 +591,12 @@ def run_generation(args: argparse.Namespace) -> int:
         write_metadata=not args.no_metadata,
         preview_every=0,
         allow_pickle=args.allow_pickle,
-        metadata_full_paths=_metadata_full_paths(),
+        metadata_full_paths=full_paths_setting(),
         prompt_from_metadata=False,  # prepare() below reads it; once is enough (and warns once)
+        attention_masks=masks,
+        image_format=getattr(args, "format", None),
+        devices=devices_option(args),
+        **_upsampler_options(args),
     )
     from ..jobs import check_output_target, prepare
 
@@ -474,7 +605,7 @@ def run_generation(args: argparse.Namespace) -> int:
     check_output_target(args.output, options, request.init_image, name_hint="--output")
     request, source = prepare(request)
     cancel = CancelToken()
-    _install_interrupt(cancel)
+    install_interrupt(cancel)
     # The seed is told once the run really starts, so a refused run prints one line, not two.
     progress = TerminalProgress(sys.stderr, announce=f"Seed: {request.seed}")
     try:
@@ -514,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace, verbose: bool) -> int:
     try:
+        if args.command == "batch" or getattr(args, "count", 1) != 1:
+            from . import batch as cli_batch
+
+            return cli_batch.run(args) if args.command == "batch" else cli_batch.run_count(args)
         if args.command in ("generate", "upscale"):
             return run_generation(args)
         if args.command == "bench":

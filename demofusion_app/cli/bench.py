@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.request import DEFAULT_PATCH_PROMPTS, METHODS
+
 
 @dataclass
 class StageFigures:
@@ -51,9 +53,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--scheduler", default="euler")
     p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="demofusion",
+        help="accdiffusion adds patch prompts and window interaction (the same UNet evaluations)",
+    )
+    p.add_argument(
         "--repeat", type=int, default=1, help="runs to time (the first includes warm-up)"
     )
     p.add_argument("--no-decode", action="store_true", help="skip decoding the stages")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet (falls back to eager, saying so, where it cannot)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("none", "fp8"),
+        default="none",
+        help="fp8: torchao float8 linear layers (CUDA, compute capability 8.9 or newer)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
@@ -196,6 +215,7 @@ def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
 def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigures]:
     import torch
 
+    from ..engine.accdiffusion import PatchPrompts
     from ..engine.events import StageStarted
     from ..engine.generate import run_stages
     from ..engine.vae import decode_latents
@@ -207,6 +227,8 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
     marks: dict[str, Any] = {"counts": (0, 0)}
 
     def on_event(event: object) -> None:
+        if isinstance(event, PatchPrompts):
+            marks["accdiffusion"] = event
         if isinstance(event, StageStarted):
             if cuda:
                 torch.cuda.synchronize()
@@ -248,6 +270,12 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
             )
     finally:
         timer.remove()
+    found = marks.get("accdiffusion")
+    if found is not None:
+        print(
+            f"AccDiffusion: attention capture {found.capture_seconds:.3f} s, "
+            f"window prompt encoding {found.encode_seconds:.3f} s"
+        )
     return figures
 
 
@@ -279,6 +307,7 @@ def _table(figures: list[StageFigures]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..engine import compile as K
     from ..engine.generate import plan_for
     from ..engine.geometry import model_geometry
     from ..engine.request import Request
@@ -287,6 +316,24 @@ def run(args: argparse.Namespace) -> int:
     pipe.set_progress_bar_config(disable=True)
     geo = model_geometry(pipe)
     device = torch.device(pipe._execution_device)
+    quantize = getattr(args, "quantize", "none")
+    if quantize == "fp8":
+        refusal = K.fp8_refusal(device)
+        if refusal is not None:
+            print(f"error: {refusal} Run without --quantize.", file=sys.stderr)
+            return 2
+    flops = _flops_per_evaluation(pipe, geo.base, device)
+    if quantize == "fp8":
+        K.quantize_fp8(pipe.unet)
+        print("quantize: fp8 (torchao float8 dynamic, linear layers)")
+    compiled = False
+    if getattr(args, "compile", False):
+        from ..store.paths import store_paths
+
+        outcome = K.compile_unet(pipe.unet, device, store_paths().cache_dir)
+        compiled = outcome.compiled
+        print(outcome.message)
+    peak = K.peak_tflops(device)
     steps = args.steps or (50 if device.type != "cpu" else 10)
     width = args.width or geo.base * 2
     height = args.height or width
@@ -299,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         view_batch_size=args.view_batch_size,
         scheduler=args.scheduler,
+        patch_prompts=DEFAULT_PATCH_PROMPTS if args.method == "accdiffusion" else None,
+        window_interaction=args.method == "accdiffusion",
     )
     plan = plan_for(pipe, request)
     print(
@@ -313,7 +362,12 @@ def run(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t0
         print(f"\nrun {n + 1}/{args.repeat}: {wall:.2f} s wall")
         print(_table(figures))
-        runs.append({"wall_seconds": wall, "stages": [asdict(f) for f in figures]})
+        rates = _rates(figures, flops, peak)
+        print(_rates_line(rates))
+        runs.append({"wall_seconds": wall, "stages": [asdict(f) for f in figures], **rates})
+    warmup = _warmup(runs, compiled)
+    if warmup is not None:
+        print(warmup["line"])
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -323,9 +377,82 @@ def run(args: argparse.Namespace) -> int:
                     "width": width,
                     "height": height,
                     "steps": steps,
+                    "compiled": compiled,
+                    "quantize": quantize,
+                    "flops_per_evaluation": flops,
+                    "peak_tflops": peak,
+                    "warmup": warmup,
                     "runs": runs,
                 },
                 indent=2,
             )
         )
     return 0
+
+
+def _flops_per_evaluation(pipe: Any, base: int, device: Any) -> float | None:
+    """FLOPs of one UNet evaluation at the model's native view size (counted once, before compiling)."""
+    import torch
+
+    from ..engine.compile import flops_per_evaluation
+
+    unet = pipe.unet
+    cfg = unet.config
+    side = base // pipe.vae_scale_factor
+    dtype = unet.dtype
+    x = torch.zeros(1, cfg.in_channels, side, side, device=device, dtype=dtype)
+    ctx = torch.zeros(1, 77, cfg.cross_attention_dim, device=device, dtype=dtype)
+    kwargs: dict[str, Any] = {"encoder_hidden_states": ctx}
+    if cfg.addition_embed_type == "text_time":
+        pooled = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": torch.zeros(1, pooled, device=device, dtype=dtype),
+            "time_ids": torch.zeros(1, 6, device=device, dtype=dtype),
+        }
+    try:
+        return flops_per_evaluation(unet, x, torch.tensor(500, device=device), **kwargs)
+    except Exception as e:  # a figure for the report only: never stop the bench for it
+        print(f"note: FLOPs per evaluation not counted ({type(e).__name__}: {e})")
+        return None
+
+
+def _rates(
+    figures: list[StageFigures], flops: float | None, peak: float | None
+) -> dict[str, float | None]:
+    """Evaluations per second inside the UNet, achieved TFLOP/s, and its share of the card's peak."""
+    evals = sum(f.evaluations for f in figures)
+    unet = sum(f.unet_seconds for f in figures)
+    per_s = evals / unet if unet > 0 else None
+    tflops = per_s * flops / 1e12 if per_s is not None and flops else None
+    share = tflops / peak if tflops is not None and peak else None
+    return {"evaluations_per_second": per_s, "achieved_tflops": tflops, "peak_share": share}
+
+
+def _rates_line(rates: dict[str, float | None]) -> str:
+    per_s, tflops, share = (
+        rates["evaluations_per_second"],
+        rates["achieved_tflops"],
+        rates["peak_share"],
+    )
+    line = f"UNet: {per_s:.2f} evaluations/s" if per_s is not None else "UNet: - evaluations/s"
+    if tflops is not None:
+        line += f", {tflops:.4g} TFLOP/s achieved"
+    line += f" ({share:.1%} of the card's peak)" if share is not None else " (peak: None)"
+    return line
+
+
+def _warmup(runs: list[dict[str, Any]], compiled: bool) -> dict[str, Any] | None:
+    """Compile warm-up apart from the steady state: run 1 minus the mean of the later runs."""
+    if len(runs) < 2:
+        if compiled:
+            return {"line": "warm-up: run 1 includes compilation; --repeat 2 or more separates it"}
+        return None
+    steady = sum(r["wall_seconds"] for r in runs[1:]) / (len(runs) - 1)
+    first = runs[0]["wall_seconds"]
+    what = "compile warm-up" if compiled else "warm-up"
+    return {
+        "first_seconds": first,
+        "steady_seconds": steady,
+        "warmup_seconds": first - steady,
+        "line": f"{what}: {first - steady:.2f} s (run 1 {first:.2f} s, steady {steady:.2f} s/run)",
+    }

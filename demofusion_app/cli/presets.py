@@ -52,6 +52,16 @@ GENERATION_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--cosine-scale-2", "cosine_scale_2", {"type": float, "help": "dilated sampling scale"}),
     ("--cosine-scale-3", "cosine_scale_3", {"type": float, "help": "Gaussian filter scale"}),
     ("--sigma", "sigma", {"type": float, "help": "Gaussian filter standard deviation"}),
+    (
+        "--patch-prompts",
+        "patch_prompts",
+        {"type": float, "metavar": "C", "help": "AccDiffusion patch prompts threshold, e.g. 0.3"},
+    ),
+    (
+        "--window-interaction",
+        "window_interaction",
+        {"action": "store_const", "const": True, "help": "AccDiffusion window interaction"},
+    ),
     ("--strength", "strength", {"type": float, "help": "image to image strength, 0 to 1"}),
     ("--scale", "scale", {"type": float, "help": "image to image upscale factor"}),
     (

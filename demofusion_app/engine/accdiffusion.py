@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from . import mechanisms as M
 from . import views as V
 from .attention_maps import AttentionCapture, read_level, token_masks
+from .events import PatchPrompts, StageWindows
 from .mechanisms import Views
 from .plan import Plan, Stage
 from .prompts import encode_prompts, parse_emphasis
@@ -31,7 +32,6 @@ from .request import Request
 from .variation import Undo, Variation
 
 CHUNK = 75  # prompt tokens per CLIP window, between BOS and EOS
-DEFAULT_THRESHOLD = 0.3  # the authors' c
 
 
 # -- the mask-to-prompt rule (rules 37-38) -------------------------------------------------------------------
@@ -186,32 +186,6 @@ def interaction(views: Views, generator: torch.Generator) -> tuple[Views, Undo]:
     return dataclasses.replace(views, inputs=inputs.gather(0, forward)), undo
 
 
-# -- what the faces see -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StageWindows:
-    """One later stage's windows (top, left, height, width in latent pixels of the unpadded latents; they may
-    reach into the padding) and each window's prompt."""
-
-    stage: int
-    latent_height: int
-    latent_width: int
-    boxes: tuple[tuple[int, int, int, int], ...]
-    prompts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PatchPrompts:
-    """An event: the token masks (N, gh, gw) bool on the CPU, each token's text, and every later stage's
-    windows with their prompts. `exact` is False where weights or a long prompt made whole fragments the unit."""
-
-    words: tuple[str, ...]
-    masks: Any
-    stages: tuple[StageWindows, ...]
-    exact: bool
-
-
 # -- the variation ------------------------------------------------------------------------------------------
 
 
@@ -334,7 +308,10 @@ class AccDiffusion(Variation):
         # Each piece's mask: its token's, or the union of a fragment's tokens'.
         per_piece = [masks[list(group)].any(0) for group in pieces.positions]
         shown = torch.stack(per_piece) if per_piece else masks[:0]
-        self.prompts = PatchPrompts(pieces.texts, shown, tuple(stages), pieces.exact)
+        seconds = self.capture_seconds + capture.seconds
+        self.prompts = PatchPrompts(
+            pieces.texts, shown, tuple(stages), pieces.exact, seconds, self.encode_seconds
+        )
         self.emit(self.prompts)
 
     def _encode(self, prompts: list[str]) -> list[int]:

@@ -10,6 +10,7 @@ never erodes and never dilates).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -85,6 +86,7 @@ class AttentionCapture:
         self.heads: dict[str, int] = {}
         self.sum: torch.Tensor | None = None  # (keys, gh, gw), summed over steps and layer-heads
         self.steps = 0
+        self.seconds = 0.0  # time spent recording (host side: a GPU runs it asynchronously)
         self._original: dict[str, Any] | None = None
 
     # -- processors ----------------------------------------------------------------------------------------
@@ -119,6 +121,7 @@ class AttentionCapture:
     def record(
         self, name: str, attn: Any, hidden_states: torch.Tensor, context: torch.Tensor
     ) -> None:
+        started = time.perf_counter()
         # The positive half of the batch: [negative x n, positive x n] with CFG, all of it without.
         n = hidden_states.shape[0] // 2 if self.cfg else hidden_states.shape[0]
         hs, ctx = hidden_states[-n:], context[-n:]
@@ -130,6 +133,7 @@ class AttentionCapture:
         summed = probs.float().view(n, attn.heads, *probs.shape[1:]).sum(1)  # (n, queries, keys)
         self.pending.setdefault(name, []).append(summed)
         self.heads[name] = attn.heads
+        self.seconds += time.perf_counter() - started
 
     def take(self, views: int) -> torch.Tensor | None:
         """The maps of the UNet batches run since the last call: of the last `views` views, averaged over

@@ -94,3 +94,29 @@ class RunCancelled:
 
 
 Event = StageStarted | StepDone | StagePreview | StageFinished | Finished | RunCancelled
+
+
+@dataclass(frozen=True)
+class StageWindows:
+    """AccDiffusion: one later stage's windows (top, left, height, width in latent pixels of the unpadded
+    latents; they may reach into the padding) and each window's prompt (docs/algorithm.md rule 38)."""
+
+    stage: int
+    latent_height: int
+    latent_width: int
+    boxes: tuple[tuple[int, int, int, int], ...]
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PatchPrompts:
+    """AccDiffusion's decision after the first stage: the token masks (N, gh, gw) bool on the CPU, each
+    piece's text, and every later stage's windows with their prompts. `exact` is False where weights or a
+    long prompt made whole fragments the unit (rule 37)."""
+
+    words: tuple[str, ...]
+    masks: Any
+    stages: tuple[StageWindows, ...]
+    exact: bool
+    capture_seconds: float = 0.0  # recording and reading the maps, and the mask-to-prompt rule
+    encode_seconds: float = 0.0  # encoding the distinct window prompts

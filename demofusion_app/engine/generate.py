@@ -37,6 +37,8 @@ def run_stages(
     on_input: Callable[[torch.Tensor], None] | None = None,
     controlnets: Sequence[Any] = (),
     control_picture: Any = None,
+    upscaler: Any = None,
+    devices: Sequence[torch.device] = (),
 ) -> Iterator[StageOutput]:
     """Run a request on `pipe`, yielding each stage's latents as it finishes.
 
@@ -44,7 +46,10 @@ def run_stages(
     the initial latents (or the encoder's posterior sample), each stage's noise, per step the jitter offsets and
     then the step noise of a stochastic scheduler (Euler a, LCM, TCD; docs/algorithm.md rule 25).
     `controlnets` are the loaded ControlNets of `request.controlnets`, in its order, and `control_picture`
-    (PIL RGB) their control image, already preprocessed (rules 29-34).
+    (PIL RGB) their control image, already preprocessed (rules 29-34). `upscaler` (a GAN module with
+    `.scale`, see models/upscalers) enlarges instead of bicubic interpolation: the picture before
+    stage 1 where it enters larger than it is, and the latents between stages (rule 42). With two or more
+    `devices` (the first `pipe`'s), each step's views are split between UNet replicas (rule 43).
     """
     from .prompts import encode_prompts
     from .vae import encode_image, preview_rgb
@@ -54,6 +59,10 @@ def run_stages(
     plan = plan_for(pipe, request, source_size)
     device = torch.device(pipe._execution_device)
     generator = torch.Generator("cpu").manual_seed(seed)
+    if upscaler is not None:
+        from .upsample import place_upscaler
+
+        upscaler = place_upscaler(upscaler, device, pipe.vae.dtype)
     embeddings = encode_prompts(
         pipe,
         request.prompt,
@@ -69,7 +78,12 @@ def run_stages(
         entry_h, entry_w = plan.source_size or source_size
         picture = source
         if (picture.height, picture.width) != (entry_h, entry_w):
-            picture = picture.resize((entry_w, entry_h), Image.Resampling.LANCZOS)
+            if upscaler is not None and entry_h * entry_w > picture.height * picture.width:
+                from .upsample import gan_resize
+
+                picture = gan_resize(upscaler, picture, (entry_w, entry_h))
+            else:
+                picture = picture.resize((entry_w, entry_h), Image.Resampling.LANCZOS)
         initial = encode_image(pipe.vae, picture, generator, device=device, dtype=pipe.vae.dtype)
         if on_input is not None:
             on_input(initial)
@@ -78,6 +92,12 @@ def run_stages(
     def preview(stage: int, step: int, latents: torch.Tensor) -> None:
         emit(StagePreview(stage, step, preview_rgb(latents, family)))
 
+    enlarge = None
+    if upscaler is not None:
+        from .upsample import GanEnlarger
+
+        check = cancel.raise_if_cancelled if cancel is not None else None
+        enlarge = GanEnlarger(pipe.vae, upscaler, generator, device=device, cancel=check)
     control = None
     if controlnets:
         control = _control(request, plan, pipe, controlnets, control_picture)
@@ -93,6 +113,8 @@ def run_stages(
         preview=preview,
         preview_every=preview_every,
         control=control,
+        enlarge=enlarge,
+        devices=devices,
         **_accdiffusion(pipe, request, plan, generator, emit),
     )
     yield from sampler.run()

@@ -32,6 +32,10 @@ MAX_CONTROL_SCALE = 5.0
 # How an upscale's pictures keep the source's colours (demofusion_app/imaging/color_fix.py); pixels only.
 COLOR_FIXES = ("wavelet", "adain", "none")
 
+# AccDiffusion (docs/algorithm.md rules 35-41): "accdiffusion" turns on both of its parts; c is the authors' 0.3.
+METHODS = ("demofusion", "accdiffusion")
+DEFAULT_PATCH_PROMPTS = 0.3
+
 # Generous guards: beyond these a run would take days or the latents alone would not fit any card.
 MAX_SIDE = 16384
 MAX_STEPS = 1000
@@ -346,7 +350,8 @@ def validate(request: Request, window: int | None = None) -> Request:
         raise RequestError(
             "sigma", "Sigma must be above 0 with blur on; use 0.8, or turn blur off."
         )
-    if r.device not in DEVICES:
+    # cuda:N too: a batch over several devices (rule 43) runs each picture on one of them.
+    if r.device not in DEVICES and not (r.device[:5] == "cuda:" and r.device[5:].isdigit()):
         raise RequestError(
             "device", f"Unknown device {r.device!r}; choose one of {', '.join(DEVICES)}."
         )

@@ -10,7 +10,7 @@ same call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from . import control as C
 from . import mechanisms as M
 from . import views as V
+from .compile import equal_chunks, is_compiled, max_chunk
 from .events import CancelToken, StageStarted, StepDone
 from .geometry import model_geometry
 from .mechanisms import LocalViews, Predict, Views
@@ -67,6 +68,10 @@ class Denoiser:
         self.guidance = request.guidance
         self.rescale = request.guidance_rescale
         self.batch_size = batch_size
+        # A compiled UNet gets equal chunks (fewer graph shapes, no small last chunk); eager keeps
+        # batch_size chunks so that its latents stay bit-identical to earlier releases.
+        self.equal = is_compiled(pipe.unet)
+        self.capacity = max_chunk(batch_size) if self.equal else batch_size
         self.cancel = cancel
         self.evaluations = 0
         self.calls = 0
@@ -74,7 +79,7 @@ class Denoiser:
         self.sdxl = emb.pooled is not None
         self.size = (plan.height, plan.width)
         # Batched conditioning for a full chunk, laid out as [negative x n, positive x n]; sliced for the last.
-        n = batch_size
+        n = self.capacity
         halves = emb.embeds.chunk(2) if self.cfg else (emb.embeds,)
         self.context = torch.cat([h.expand(n, -1, -1) for h in halves]).to(device, self.dtype)
         if self.sdxl:
@@ -120,7 +125,7 @@ class Denoiser:
         return ctx, pooled
 
     def _context(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        full = self.batch_size
+        full = self.capacity
         if n == full:
             return self.context, self.pooled if self.sdxl else None
 
@@ -132,15 +137,25 @@ class Denoiser:
 
         return take(self.context), take(self.pooled) if self.sdxl else None
 
+    def _bounds(self, total: int) -> list[tuple[int, int]]:
+        """(start, end) of each UNet chunk of `total` views."""
+        if not self.equal:
+            return [(a, min(a + self.batch_size, total)) for a in range(0, total, self.batch_size)]
+        bounds, a = [], 0
+        for size in equal_chunks(total, self.batch_size):
+            bounds.append((a, a + size))
+            a += size
+        return bounds
+
     def predict(self, views: Views, t: torch.Tensor) -> torch.Tensor:
         """Guided model output (float32) for each view (a `Predict`); inputs already scaled for step t."""
         inputs, crops = views.inputs, views.crops
         out = torch.empty_like(inputs, dtype=torch.float32)
         h, w = self.size
-        for a in range(0, inputs.shape[0], self.batch_size):
+        for a, b in self._bounds(inputs.shape[0]):
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
-            chunk = inputs[a : a + self.batch_size].to(self.dtype)
+            chunk = inputs[a:b].to(self.dtype)
             n = chunk.shape[0]
             x = torch.cat([chunk, chunk]) if self.cfg else chunk
             ids = views.prompts[a : a + n] if views.prompts is not None else None
@@ -206,8 +221,12 @@ class DemoFusionSampler:
         predict: Predict | None = None,
         control: C.Control | None = None,
         variation: Variation | None = None,
+        enlarge: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = None,
+        devices: Sequence[torch.device] = (),
     ) -> None:
         self.pipe = pipe
+        # What enlarges the latents between stages: bicubic (rule 8), or a GAN pass (rule 42).
+        self.enlarge = enlarge or M.upsample
         self.request = request
         self.plan = plan
         self.generator = generator
@@ -226,6 +245,11 @@ class DemoFusionSampler:
         )
         self.local_views = local_views
         self.predict = predict or self.denoiser.predict
+        if predict is None and len(devices) > 1:
+            # Several devices (rule 43): the views split between UNet replicas, one thread each.
+            from .devices import SplitPredict
+
+            self.predict = SplitPredict(self.denoiser, devices)
         # A variation of the method (AccDiffusion, rules 35-41) hooks in around the stages; the default is inert.
         self.variation = variation or Variation()
         self.variation.bind(self)
@@ -335,7 +359,7 @@ class DemoFusionSampler:
         if source is None:
             latents = self._randn(shape) * scheduler.init_noise_sigma
         else:
-            source = M.upsample(source, shape[-2:])
+            source = self.enlarge(source, shape[-2:])
             levels = NoiseLevels(scheduler, source, self._randn(tuple(source.shape)))
             latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
@@ -357,7 +381,7 @@ class DemoFusionSampler:
         size = (stage.latent_height, stage.latent_width)
         scheduler = self._new_scheduler(stage)
         # 1. Upsample the previous stage and noise it to every step's level with one eps (rules 8-9).
-        upsampled = M.upsample(previous, size)
+        upsampled = self.enlarge(previous, size)
         levels = NoiseLevels(scheduler, upsampled, self._randn(tuple(upsampled.shape)))
         latents = levels[stage.start_step]
         timesteps = scheduler.timesteps

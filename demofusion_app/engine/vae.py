@@ -40,13 +40,13 @@ _SD_RGB = (
 _SD_BIAS = (0.0, 0.0, 0.0)
 
 
-def _shift(vae: Any) -> float:
+def latent_shift(vae: Any) -> float:
     shift = getattr(vae.config, "shift_factor", None)
     return 0.0 if shift is None else float(shift)
 
 
 @contextmanager
-def _running_dtype(vae: Any, dtype: torch.dtype) -> Iterator[torch.dtype]:
+def running_dtype(vae: Any, dtype: torch.dtype) -> Iterator[torch.dtype]:
     """Run the VAE in `dtype` (float32 where a float16 VAE asks to be upcast), then restore it."""
     if dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
         dtype = torch.float32
@@ -77,16 +77,16 @@ def encode_image(
         raise ValueError(f"picture size {width}x{height} must be a multiple of {f} on both sides")
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     x = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0) * 2.0 - 1.0
-    with torch.no_grad(), _running_dtype(vae, dtype) as run_dtype:
+    with torch.no_grad(), running_dtype(vae, dtype) as run_dtype:
         posterior = vae.encode(x.to(device=device, dtype=run_dtype)).latent_dist
         mean = posterior.mean.float()
         std = posterior.std.float()
     noise = torch.randn(tuple(mean.shape), generator=generator, dtype=torch.float32)
     sample = mean + std * noise.to(mean.device)
-    return (sample - _shift(vae)) * float(vae.config.scaling_factor)
+    return (sample - latent_shift(vae)) * float(vae.config.scaling_factor)
 
 
-def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     """Starts of tiles `stride` apart, the last one moved back to end at `length`."""
     if length <= tile:
         return [0]
@@ -94,7 +94,7 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return [min(j * stride, length - tile) for j in range(count)]
 
 
-def _axis_weights(starts: list[int], tile: int, length: int, f: int) -> list[torch.Tensor]:
+def axis_weights(starts: list[int], tile: int, length: int, f: int) -> list[torch.Tensor]:
     """Per-tile pixel weights along one axis, summing to 1 at every pixel.
 
     Linear ramps run across each overlap with a neighbour. They take the values (i + 0.5) / n, never
@@ -156,17 +156,17 @@ def decode_latents(
             f"decode tile {tile} with overlap {overlap}: need tile >= 1 and 0 <= overlap < tile"
         )
     _, _, h, w = latents.shape
-    z = latents.float() / float(vae.config.scaling_factor) + _shift(vae)
-    with torch.no_grad(), _running_dtype(vae, vae.dtype) as run_dtype:
+    z = latents.float() / float(vae.config.scaling_factor) + latent_shift(vae)
+    with torch.no_grad(), running_dtype(vae, vae.dtype) as run_dtype:
         if h <= tile and w <= tile:
             if cancel is not None:
                 cancel()
             return _to_pil(_decode_pixels(vae, z, run_dtype))
         th, tw = min(tile, h), min(tile, w)
-        ys = _tile_starts(h, th, tile - overlap)
-        xs = _tile_starts(w, tw, tile - overlap)
-        wy = _axis_weights(ys, th, h, f)
-        wx = _axis_weights(xs, tw, w, f)
+        ys = tile_starts(h, th, tile - overlap)
+        xs = tile_starts(w, tw, tile - overlap)
+        wy = axis_weights(ys, th, h, f)
+        wx = axis_weights(xs, tw, w, f)
         out = torch.zeros(3, h * f, w * f, dtype=torch.float32)
         for y0, row_weight in zip(ys, wy, strict=True):
             for x0, col_weight in zip(xs, wx, strict=True):

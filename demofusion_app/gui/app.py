@@ -1,4 +1,5 @@
-"""The application: QApplication set-up, `create_window` for tests and embedding, and `main`."""
+"""The application: QApplication set-up (with the light or dark theme), `create_window` for tests
+and embedding, and `main`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from demofusion_app import APP_ID, APP_NAME
@@ -39,6 +41,71 @@ def application(argv: Sequence[str] | None = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
+THEMES = ("system", "light", "dark")
+# The dark palette: Fusion's roles in greys that keep text at a readable contrast, and one accent.
+_DARK = {
+    QPalette.ColorRole.Window: "#2b2b2b",
+    QPalette.ColorRole.WindowText: "#e6e6e6",
+    QPalette.ColorRole.Base: "#1f1f1f",
+    QPalette.ColorRole.AlternateBase: "#2f2f2f",
+    QPalette.ColorRole.ToolTipBase: "#3a3a3a",
+    QPalette.ColorRole.ToolTipText: "#f0f0f0",
+    QPalette.ColorRole.PlaceholderText: "#8c8c8c",
+    QPalette.ColorRole.Text: "#e6e6e6",
+    QPalette.ColorRole.Button: "#353535",
+    QPalette.ColorRole.ButtonText: "#e6e6e6",
+    QPalette.ColorRole.BrightText: "#ff6b6b",
+    QPalette.ColorRole.Link: "#6cb4ff",
+    QPalette.ColorRole.Highlight: "#3d7bd9",
+    QPalette.ColorRole.HighlightedText: "#ffffff",
+}
+_DARK_DISABLED = "#7a7a7a"
+
+
+def theme_is_dark(choice: str, app: QApplication) -> bool:
+    """Whether `choice` ("system", "light", "dark") means dark here: "system" follows the
+    desktop's colour scheme where Qt can read it (light when it cannot)."""
+    if choice == "dark":
+        return True
+    if choice == "light":
+        return False
+    return app.styleHints().colorScheme() == Qt.ColorScheme.Dark
+
+
+def apply_theme(app: QApplication, choice: str = "system") -> bool:
+    """Fusion with the light or dark palette `choice` asks for (an unknown one: "system");
+    returns whether it is dark. Fusion draws the same on every desktop, so both themes look as
+    tested."""
+    app.setStyle("Fusion")
+    dark = theme_is_dark(choice if choice in THEMES else "system", app)
+    palette = app.style().standardPalette()
+    if dark:
+        for role, colour in _DARK.items():
+            palette.setColor(role, QColor(colour))
+        for role in (
+            QPalette.ColorRole.WindowText,
+            QPalette.ColorRole.Text,
+            QPalette.ColorRole.ButtonText,
+        ):
+            palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(_DARK_DISABLED))
+    app.setPalette(palette)
+    return dark
+
+
+def theme_setting(settings: SettingsStore) -> str:
+    """The `theme` of the settings' `ui` preferences ("system" unless set to another theme)."""
+    ui = settings.get("ui")
+    theme = ui.get("theme") if isinstance(ui, dict) else None
+    return theme if theme in THEMES else "system"
+
+
+def set_theme(settings: SettingsStore, choice: str) -> bool:
+    """Remember `choice` in the settings and apply it now; returns whether it is dark."""
+    ui = settings.get("ui")
+    settings.set("ui", {**(ui if isinstance(ui, dict) else {}), "theme": choice})
+    return apply_theme(application(), choice)
+
+
 def create_window(
     home: Path | str | None = None, *, model: str | None = None, job: JobFunction | None = None
 ) -> MainWindow:
@@ -47,9 +114,10 @@ def create_window(
     `home` relocates the store (settings, presets, logs, default output folder) as
     DEMOFUSION_STUDIO_HOME does; `model` preselects a model; `job` replaces the real job (tests).
     """
-    application()
+    app = application()
     paths = store_paths(home)
     settings = SettingsStore(paths=paths)
+    apply_theme(app, theme_setting(settings))
     presets = PresetStore(paths=paths, settings=settings)
     window = MainWindow(settings, presets, job=job)
     if model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,13 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -43,6 +46,7 @@ from .desktop.platform_integration import open_folder
 from .desktop.taskbar import TaskbarProgress
 from .diagnostics import diagnostics_text, setup_logging
 from .first_run import FirstRunDialog, needs_first_run, remember
+from .panels import estimate
 from .panels.banner import Banner
 from .panels.demofusion_panel import DemoFusionPanel
 from .panels.fields import FieldRegistry, name_control
@@ -50,7 +54,7 @@ from .panels.hardware_panel import HardwarePanel
 from .panels.history_panel import HistoryPanel
 from .panels.model_list import geometry_of
 from .panels.model_picker import ModelPicker
-from .panels.params_panel import ParamsPanel, plan_text
+from .panels.params_panel import ParamsPanel, plain_plan, plan_text
 from .panels.preset_bar import PresetBar
 from .panels.progress_panel import ProgressPanel
 from .panels.prompt_panel import PromptPanel
@@ -59,20 +63,25 @@ from .run import run_setup
 from .run.background import Background
 from .run.drops import has_picture
 from .run.messages import RunEvent, RunFailure, RunMessage, window_message
+from .run.text_batch import TextBatch
 from .run.upscale_flow import FlowHost, UpscaleFlow
 from .run.upscale_sources import Source, State
 from .run.worker import JobFunction, RunController
+from .shortcuts_dialog import ShortcutsDialog
 from .viewer.viewer_slot import make_viewer
 from .window_fit import FormScroll
 
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT_MS = 3000
+GENERATE, UPSCALE = "generate", "upscale"  # the window's modes
+EMPTY_INVITE = "Drop a picture to upscale it, or write a prompt"
 GENERATE_STYLE = (
     "QPushButton { background: #2d7be5; color: white; font-weight: bold; border-radius: 4px; }"
     "QPushButton:disabled { background: #a9c4ea; }"
 )
 FINAL = "Final"
+UPSCALE_ONLY = ("strength", "color_fix", "faithfulness")
 
 
 class MainWindow(QMainWindow):
@@ -101,9 +110,15 @@ class MainWindow(QMainWindow):
         self.last_path: str | None = None
         self.last_request: Request | None = None
         self._stage_paths: dict[str, str] = {}
+        self._sampling_started: float | None = None  # the first stage's start: the estimate's clock
+        self._run_plan: Any = None
+        self._approved_run: tuple[str, ...] | None = None  # a long run the artist said yes to
         self._stage_tiles: dict[str, Any] = {}  # name -> TiledImage, as the viewer got them
         self._geometry = geometry_of("")
         self._close_pending = False
+        self._waiting = 0  # pictures waiting in the queue when it last changed
+        self._close_confirmed = False  # the artist said "Stop and close" to the close question
+        self.close_question: QMessageBox | None = None
         self._build()
         self._wire()
         self._restore()
@@ -116,12 +131,14 @@ class MainWindow(QMainWindow):
         self.preset_bar = PresetBar(self.presets, self.stored_values)
         self.prompt_panel = PromptPanel(self.fields)
         self.params = ParamsPanel(self.fields)
+        self.params.set_image_format(str(self.settings.get("output_format")))
         self.demofusion = DemoFusionPanel(self.fields)
         self.hardware = HardwarePanel(self.fields)
         self.upscale = UpscalePanel(self.fields)
 
         form = QWidget()
         column = QVBoxLayout(form)
+        column.addWidget(self._mode_bar())
         for title, widget in (("Model", self.model_picker), ("Preset", self.preset_bar)):
             column.addWidget(_heading(title))
             column.addWidget(widget)
@@ -137,6 +154,7 @@ class MainWindow(QMainWindow):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.demofusion.toggle.toggled.connect(scroll.form_changed)
+        self.demofusion.changed_layout.connect(scroll.form_changed)
 
         self.generate_button = name_control(
             QPushButton("Generate"), "generate", "Make the picture (Ctrl+Enter)"
@@ -151,6 +169,8 @@ class MainWindow(QMainWindow):
         self.cancel_button.setMinimumHeight(36)
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
+        self.text_batch = TextBatch(self.controller, parent=self)  # text to image, N in a row
+        buttons.addWidget(self.text_batch.count)
         buttons.addWidget(self.cancel_button, 1)
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -169,7 +189,9 @@ class MainWindow(QMainWindow):
             "Show the folder the pictures are saved in",
         )
         self.copy_button = name_control(
-            QPushButton("Copy image"), "copy_image", "Copy the last picture to the clipboard"
+            QPushButton("Copy image"),
+            "copy_image",
+            "Copy the last picture to the clipboard (Ctrl+Shift+C)",
         )
         self.copy_button.setEnabled(False)
         actions = QHBoxLayout()
@@ -184,7 +206,9 @@ class MainWindow(QMainWindow):
         centre_layout.addWidget(self.progress)
         centre_layout.addLayout(actions)
 
-        self.history = HistoryPanel(background=self.background)
+        self.history = HistoryPanel(
+            background=self.background, cache_dir=self.settings.paths.cache_dir
+        )
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(centre)
@@ -194,7 +218,60 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([400, 900, 240])
         self.setCentralWidget(self.splitter)
         self._menus()
+        self.viewer_hint()
         window_fit.place_first(self)
+
+    def _mode_bar(self) -> QWidget:
+        """Generate | Upscale: which form shows (Upscale also follows the queue of pictures)."""
+        bar = QWidget()
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        self.mode_group = QButtonGroup(bar)
+        for mode, text, tip in (
+            (GENERATE, "Generate", "Make a new picture from a prompt"),
+            (UPSCALE, "Upscale", "Make a picture larger and sharper (drop one on the window)"),
+        ):
+            button = name_control(QPushButton(text), f"mode_{mode}", tip)
+            button.setCheckable(True)
+            button.setProperty("mode", mode)
+            self.mode_group.addButton(button)
+            row.addWidget(button, 1)
+        self.mode_group.buttons()[0].setChecked(True)
+        # the chosen mode in the highlight colour: plain enough to read in either theme
+        bar.setStyleSheet(
+            "QPushButton:checked { background: palette(highlight);"
+            " color: palette(highlighted-text); font-weight: bold; }"
+        )
+        self.mode_group.buttonClicked.connect(lambda button: self.set_mode(button.property("mode")))
+        return bar
+
+    @property
+    def mode(self) -> str:
+        """GENERATE or UPSCALE: the form the window shows."""
+        checked = self.mode_group.checkedButton()
+        return str(checked.property("mode")) if checked is not None else GENERATE
+
+    def set_mode(self, mode: str) -> None:
+        """Show the form of `mode`: Upscale adds the pictures, their values and the target size;
+        Generate the size. Either keeps the prompt, the model and the settings."""
+        for button in self.mode_group.buttons():
+            button.setChecked(button.property("mode") == mode)
+        self.upscale.setVisible(mode == UPSCALE)
+        # A text-to-image count means nothing to an upscale (its queue says how many pictures).
+        batch = getattr(self, "text_batch", None)
+        if batch is not None:
+            batch.count.setVisible(mode != UPSCALE)
+        self.viewer_hint()
+        self._queue_changed()
+
+    def viewer_hint(self) -> None:
+        """What the empty picture area invites to do in this mode."""
+        hint = "Drop a picture to upscale it" if self.mode == UPSCALE else EMPTY_INVITE
+        self.viewer.empty_hint = hint
+        if self.viewer.primary.empty_text:  # nothing shown: the hint is
+            self.viewer.primary.empty_text = hint
+            self.viewer.primary.viewport().update()
 
     def _flow_host(self) -> FlowHost:
         combo = self.model_picker.combo
@@ -226,9 +303,37 @@ class MainWindow(QMainWindow):
         file_menu.addAction(_action(self, "Copy &image", "Ctrl+Shift+C", self.copy_image))
         file_menu.addSeparator()
         file_menu.addAction(_action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close))
+        view_menu = self.menuBar().addMenu("&View")
+        theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions: dict[str, QAction] = {}
+        ui = self.settings.get("ui")
+        chosen = ui.get("theme", "system") if isinstance(ui, dict) else "system"
+        for key, text in (("system", "Like the &system"), ("light", "&Light"), ("dark", "&Dark")):
+            action = _action(self, text, None, lambda _=False, key=key: self.set_theme(key))
+            action.setCheckable(True)
+            action.setChecked(key == chosen)
+            theme_menu.addAction(action)
+            self.theme_actions[key] = action
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(_action(self, "&Keyboard shortcuts", "F1", self.show_shortcuts))
         help_menu.addAction(_action(self, "Copy &diagnostics", None, self.copy_diagnostics))
         help_menu.addAction(_action(self, "Open &log folder", None, self.open_log_folder))
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        """Help > Keyboard shortcuts: the list, read from the window's own actions and buttons."""
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def set_theme(self, choice: str) -> None:
+        """Switch to the light, dark or system theme and remember it."""
+        from .app import set_theme  # the application module builds this window
+
+        for key, action in self.theme_actions.items():
+            action.setChecked(key == choice)
+        set_theme(self.settings, choice)
+        self._save_settings()
 
     def _wire(self) -> None:
         self.generate_button.clicked.connect(self.generate)
@@ -245,11 +350,16 @@ class MainWindow(QMainWindow):
         self.params.changed.connect(self.refresh_plan)
         self.upscale.changed.connect(self.refresh_plan)
         self.upscale_flow.queue_changed.connect(self._queue_changed)
+        self.upscale_flow.resumed.connect(self.generate)
         self.demofusion.changed.connect(self.refresh_plan)
         self.progress.thumbnail_clicked.connect(self.show_stage)
         self.viewer.exportDone.connect(self.progress.status.setText)
         self.history.restore_requested.connect(self.restore_parameters)
         self.history.show_requested.connect(self.show_file)
+        self.history.upscale_requested.connect(lambda path: self.open_images([path]))
+        self.history.reveal_requested.connect(
+            lambda path: self._open_folder(Path(path).parent, "The picture's folder")
+        )
 
     # Values --------------------------------------------------------------------------------------
     def collect_values(self) -> dict[str, Any]:
@@ -266,12 +376,15 @@ class MainWindow(QMainWindow):
             values["seed"] = run_setup.parse_seed(values.get("seed"))
         except RequestError:
             values["seed"] = None
+        # The faithfulness slider's position (or its numbers when Custom), for presets too.
+        values.update(self.upscale.stored_values())
         return values
 
     def apply_values(self, values: dict[str, Any]) -> None:
         """Put stored request fields back in the form (unknown or ill-typed ones are skipped)."""
         for panel in (self.prompt_panel, self.params, self.demofusion, self.hardware):
             panel.apply(values)
+        self.upscale.apply(values)
         model = values.get("model")
         if isinstance(model, str) and model:
             self.model_picker.set_model(model)
@@ -287,6 +400,9 @@ class MainWindow(QMainWindow):
         from demofusion_app.models.lookup import resolve_model
 
         message = "Settings restored from the picture."
+        if not values.get("init_image"):
+            # A text-to-image picture records no upscale: the faithfulness slider stays.
+            values = {k: v for k, v in values.items() if k not in UPSCALE_ONLY}
         recorded = values.get("model")
         if isinstance(recorded, str) and recorded:
             # Pictures name their model (and its hash), not its path: find it among ours.
@@ -324,9 +440,33 @@ class MainWindow(QMainWindow):
             _request, plan = run_setup.build_request(values, self._geometry, size)
         except RequestError as exc:
             self.params.set_plan_text("")
+            self.params.estimate.show_estimate(None)
             self.fields.show(exc.field, str(exc), focus=False)
             return
         self.params.set_plan_text(plan_text(plan, size))
+        self.params.estimate.show_estimate(self.estimate_for(_request, plan))
+
+    def estimate_for(self, request: Request, plan: Any, *, sure: bool = False) -> Any:
+        """The time and memory `plan` will take here (`sure`: import torch to tell "auto")."""
+        device = estimate.resolve_device(request.device, import_torch=sure)
+        family = self.model_picker.family(request.model)
+        figures = self.settings.get("run_figures")
+        return estimate.estimate(plan, request.model, device, figures, self._geometry, family)
+
+    def _ask_before_long_run(self, cost: Any, key: tuple[str, ...]) -> bool:
+        """True when the run may start: not long, or the artist chose "Start anyway" for this
+        very plan; else the banner asks (without a modal dialog, so the window stays usable)."""
+        if not cost.ask or self._approved_run == key:
+            return True
+
+        def start_anyway() -> None:
+            self._approved_run = key
+            self.generate()
+
+        self.banner.show_message(
+            cost.question(), kind="info", action=("Start anyway", start_anyway)
+        )
+        return False
 
     def _plan_source(self) -> Source | None:
         """The picture the plan is for: the one being upscaled now, else the next waiting one."""
@@ -340,6 +480,7 @@ class MainWindow(QMainWindow):
     # Running -------------------------------------------------------------------------------------
     def show_error(self, error: RequestError) -> None:
         """Under the field it names, or in the banner when the field is not on screen."""
+        self.demofusion.reveal(error.field)  # a field under a folded section would stay unseen
         if not self.fields.show(error.field, str(error)):
             self.banner.show_message(str(error))
 
@@ -350,8 +491,17 @@ class MainWindow(QMainWindow):
             return False
         self.fields.clear()
         self.banner.hide()
+        if self.mode == UPSCALE and not self.upscale_flow.queue.items:
+            self.banner.show_message(
+                "Drop a picture on the window (or Add pictures) to upscale it, or switch to "
+                "Generate to make one from the prompt.",
+                kind="info",
+            )
+            return False
         try:
-            job = self.upscale_flow.next_job(self.collect_values())
+            job = (
+                self.upscale_flow.next_job(self.collect_values()) if self.mode == UPSCALE else None
+            )
             values = job.values if job is not None else self.collect_values()
             size = job.source.size if job is not None else None
             request, plan = run_setup.build_request(values, self._geometry, size)
@@ -359,13 +509,22 @@ class MainWindow(QMainWindow):
         except RequestError as exc:
             self.show_error(exc)
             return False
+        cost = self.estimate_for(request, plan, sure=True)
+        if not self._ask_before_long_run(cost, (request.model, request.device, plan.describe())):
+            return False
+        self._approved_run = None
         request = choose_seed(request)
+        if job is None:  # the next seed of a text-to-image batch
+            request = self.text_batch.seed_for(request)
+        # the format is a choice per run that the next start remembers
+        self.settings.set("output_format", self.params.image_format())
         try:
             options = run_setup.job_options(self.settings, request, plan)
         except (run_setup.RunSetupError, JobError) as exc:
             self.banner.show_message(window_message(exc))
             return False
         self.last_request = request
+        self._run_plan, self._sampling_started = plan, None
         self.params.set_last_seed(int(request.seed or 0))
         self._remember_parameters()
         self.settings.add_recent_model(request.model)
@@ -376,7 +535,7 @@ class MainWindow(QMainWindow):
             self.upscale_flow.started(job)
         else:
             self.viewer.clear()
-        self.progress.start(plan.total_evaluations, plan.describe())
+        self.progress.start(plan.total_evaluations, plain_plan(plan))
         log.info("run started: %s -> %s", plan.describe(), options.output)
         self.controller.start(request, options)
         return True
@@ -397,7 +556,7 @@ class MainWindow(QMainWindow):
             self.taskbar.clear()
         if not running and self._close_pending:
             self.close()
-        elif not running and self.upscale_flow.take_continue():
+        elif not running and (self.upscale_flow.take_continue() or self.text_batch.take_next()):
             QTimer.singleShot(0, self.generate)
 
     def _queue_changed(self) -> None:
@@ -405,9 +564,18 @@ class MainWindow(QMainWindow):
         waiting = sum(
             1 for s in self.upscale_flow.queue.items if s.state in (State.PENDING, State.READING)
         )
+        came, went = waiting > self._waiting, waiting == 0 < self._waiting
+        self._waiting = waiting
+        # the mode follows the queue: a picture dropped or added brings the upscale form, the
+        # last one done (or refused, or removed) the generate form again
+        if (came and self.mode != UPSCALE) or (went and self.mode != GENERATE):
+            self.set_mode(UPSCALE if came else GENERATE)
+            return
+        # the panel shows itself with pictures and hides without; the mode decides
+        self.upscale.setVisible(self.mode == UPSCALE)
         if waiting > 1:
             self.generate_button.setText(f"Upscale {waiting} pictures")
-        elif waiting == 1:
+        elif waiting == 1 or self.mode == UPSCALE:
             self.generate_button.setText("Upscale")
         else:
             self.generate_button.setText("Generate")
@@ -418,6 +586,8 @@ class MainWindow(QMainWindow):
         e = message.payload
         kind = message.event
         if kind is RunEvent.STAGE_STARTED:
+            if e.stage == 1:  # loading the model is not part of the rate
+                self._sampling_started = time.monotonic()
             self.progress.stage_started(e.stage, e.stages, e.width, e.height)
         elif kind is RunEvent.STEP:
             self.progress.step(
@@ -434,6 +604,8 @@ class MainWindow(QMainWindow):
             if message.tiled is not None:
                 self._stage_tiles[name] = message.tiled
                 self.viewer.add_image(name, message.tiled)
+        elif kind is RunEvent.PATCH_PROMPTS and e.stages:
+            self.progress.show_window_prompts(e.stages[0])
         elif kind is RunEvent.FINISHED:
             self._finished(message)
         elif kind is RunEvent.CANCELLED:
@@ -453,11 +625,25 @@ class MainWindow(QMainWindow):
         where = f" · saved as {Path(e.path).name}" if e.path else ""
         self.progress.finish(f"Done in {e.seconds:.1f} s (seed {e.seed}){where}")
         self.params.set_last_seed(e.seed)
+        self._record_figures()
         self.upscale_flow.ended(State.DONE, e.path)
         if e.path:
             self.history.add_result(e.path, message.thumbnail)
         log.info("run finished in %.1f s: %s", e.seconds, e.path)
         self.notifier.notify(APP_NAME, f"Your picture is ready{where}.")
+
+    def _record_figures(self) -> None:
+        """What this run took, per model and device, for the next estimate."""
+        request, plan = self.last_request, self._run_plan
+        if request is None or plan is None or self._sampling_started is None:
+            return
+        device = estimate.resolve_device(request.device) or "cpu"
+        # a clock too coarse to see a tiny run still counts it as a (very fast) run
+        seconds = max(time.monotonic() - self._sampling_started, 1e-6)
+        peak = estimate.device_peak_bytes(device)
+        evaluations = estimate.window_evaluations(plan, self._geometry)
+        estimate.record_run(self.settings, request.model, device, evaluations, seconds, peak)
+        self._save_settings()
 
     @Slot(object)
     def on_errored(self, failure: RunFailure) -> None:
@@ -467,6 +653,8 @@ class MainWindow(QMainWindow):
         log.error("run failed: %s\n%s", failure.message, failure.details)
         self.progress.stop("Stopped by an error.")
         self.upscale_flow.ended(State.FAILED)
+        if failure.field:
+            self.demofusion.reveal(failure.field)
         if failure.field and self.fields.show(failure.field, failure.message):
             return
         self.banner.show_message(failure.message, "" if failure.expected else failure.details)
@@ -626,7 +814,41 @@ class MainWindow(QMainWindow):
         """Last parameters, window geometry and panel state into the settings file."""
         window_state.save(self._kept_parts())
 
+    def _ask_to_close(self) -> None:
+        """Ask, without blocking the window (the run goes on meanwhile), whether to stop the run
+        and close; the answer closes the window or keeps it."""
+        if self.close_question is not None:
+            self.close_question.raise_()
+            return
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            APP_NAME,
+            "A picture is being made. Stop it and close? Finished stage images are kept.",
+            parent=self,
+        )
+        box.setObjectName("close_question")
+        stop = box.addButton("Stop and close", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep running", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)  # Enter keeps the run: the safe answer
+
+        def answered(button: Any) -> None:
+            self.close_question = None
+            box.deleteLater()
+            if button is stop:
+                self._close_confirmed = True
+                self.close()
+
+        box.buttonClicked.connect(answered)
+        box.rejected.connect(lambda: setattr(self, "close_question", None))
+        self.close_question = box
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.controller.running and not self._close_confirmed and not self._close_pending:
+            event.ignore()
+            self._ask_to_close()
+            return
         if self.controller.running:
             self.controller.cancel()
             if not self.controller.wait(CLOSE_WAIT_MS):

@@ -1,4 +1,4 @@
-"""Pictures in and out: open a dropped or named file safely, write a PNG atomically.
+"""Pictures in and out: open a dropped or named file safely, write a PNG, JPEG or WebP atomically.
 
 Opening always yields an 8-bit RGB image the engine can use: EXIF orientation applied, alpha
 composited on white (the usual background for generated art with transparent parts), palette, CMYK,
@@ -297,6 +297,69 @@ def _png_info(text: dict[str, str] | None) -> PngImagePlugin.PngInfo:
     return info
 
 
+# The formats a run can write: name -> (Pillow format, file suffix, other suffixes accepted).
+OUTPUT_FORMATS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "png": ("PNG", ".png", ()),
+    "jpeg": ("JPEG", ".jpg", (".jpeg",)),
+    "webp": ("WEBP", ".webp", ()),
+}
+JPEG_QUALITY = 95
+WEBP_QUALITY = 95
+# A JPEG APP1 segment holds at most 64 KiB; EXIF over that cannot be written.
+_MAX_EXIF_BYTES = 65_000
+_EXIF_IFD = 0x8769
+_USER_COMMENT = 0x9286
+_IMAGE_DESCRIPTION = 0x010E
+# Where JPEG and WebP keep our JSON: EXIF ImageDescription as "demofusion:{json}", in the way
+# ComfyUI keeps "prompt:{json}" in WebP EXIF, so the reader finds it with the rest of the EXIF.
+EXIF_JSON_PREFIX = "demofusion:"
+
+
+def output_format_of(path: str | Path) -> str | None:
+    """The output format a file name asks for by its suffix ("png", "jpeg", "webp"), or None."""
+    suffix = Path(path).suffix.lower()
+    for name, (_, main, others) in OUTPUT_FORMATS.items():
+        if suffix == main or suffix in others:
+            return name
+    return None
+
+
+def output_suffix(image_format: str) -> str:
+    """The file suffix a run of `image_format` writes (".png", ".jpg", ".webp")."""
+    return OUTPUT_FORMATS[image_format][1]
+
+
+def user_comment(text: str) -> bytes:
+    """An EXIF UserComment as A1111 writes it (piexif's "unicode"): UNICODE prefix, UTF-16BE."""
+    return b"UNICODE\x00" + text.encode("utf-16-be")
+
+
+def _exif_for(text: dict[str, str] | None) -> bytes | None:
+    """EXIF for a JPEG or WebP: the A1111 `parameters` in UserComment (what A1111, Civitai and
+    most viewers read) and our JSON, ASCII-escaped, in ImageDescription. Our JSON is left out when
+    the two would not fit the 64 KiB a JPEG allows (the A1111 text still says how it was made)."""
+    if not text:
+        return None
+    from demofusion_app.imaging.metadata import OUR_KEY, PARAMETERS_KEY
+
+    exif = Image.Exif()
+    if text.get(PARAMETERS_KEY):
+        exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = user_comment(text[PARAMETERS_KEY])
+    ours = text.get(OUR_KEY)
+    if ours:
+        import json
+
+        # ASCII: EXIF text tags are ASCII; the escapes decode to the same JSON
+        exif[_IMAGE_DESCRIPTION] = EXIF_JSON_PREFIX + json.dumps(json.loads(ours))
+    data = exif.tobytes()
+    if len(data) > _MAX_EXIF_BYTES and _IMAGE_DESCRIPTION in exif:
+        del exif[_IMAGE_DESCRIPTION]
+        data = exif.tobytes()
+    if len(data) > _MAX_EXIF_BYTES:
+        return None  # a prompt too long for EXIF: the picture without metadata beats no picture
+    return data
+
+
 def save_png_atomic(
     image: Image.Image,
     path: str | Path,
@@ -311,8 +374,32 @@ def save_png_atomic(
     `path` as it was; file-system errors (disk full, permission, read-only) raise `ImageError`. With
     `overwrite=False` an existing `path` is never replaced (`ImageError`). Returns `path`.
     """
+    return save_image_atomic(image, path, image_format="png", text=text, overwrite=overwrite)
+
+
+def save_image_atomic(
+    image: Image.Image,
+    path: str | Path,
+    *,
+    image_format: str = "png",
+    text: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write `image` as PNG, JPEG or WebP (`OUTPUT_FORMATS`) with its metadata `text`, atomically
+    (see `save_png_atomic`). PNG keeps `text` as text chunks; JPEG and WebP as EXIF (`_exif_for`).
+    """
     path = Path(path)
-    pnginfo = _png_info(text)
+    pil_format = OUTPUT_FORMATS[image_format][0]
+    if pil_format == "PNG":
+        options: dict[str, object] = {"pnginfo": _png_info(text)}
+    else:
+        quality = JPEG_QUALITY if pil_format == "JPEG" else WEBP_QUALITY
+        options = {"quality": quality}
+        exif = _exif_for(text)
+        if exif is not None:
+            options["exif"] = exif
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
     if not overwrite and path.exists():
         raise ImageError(
             f"Could not save {_name(path)}: the file already exists; choose another name.", path
@@ -324,13 +411,13 @@ def save_png_atomic(
         # os.open with 0o666 lets the umask decide the final permissions, as for any new file
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=pnginfo)
+            image.save(handle, format=pil_format, **options)
             handle.flush()
             os.fsync(handle.fileno())
         _publish(tmp, path, overwrite=overwrite)
     except OSError as exc:
         _remove_quietly(tmp)
-        if exc.errno is None:  # not the file system: Pillow cannot encode this image as PNG
+        if exc.errno is None:  # not the file system: Pillow cannot encode this image
             raise
         if isinstance(exc, FileExistsError) and not overwrite:
             raise ImageError(

@@ -439,7 +439,7 @@ _KNOWN_KEYS = (
     "Comment",
     "extraMetadata",
 )
-_KNOWN_EXIF = ("UserComment", "prompt", "workflow")
+_KNOWN_EXIF = ("UserComment", "prompt", "workflow", OUR_KEY)
 # Values tools write for a field the artist never set.
 _PLACEHOLDERS = {"", "unknown", "none", "null", "undefined", "n/a"}
 _FIELDS = (

@@ -62,6 +62,7 @@ class ModelCache:
         self.capacity = capacity
         self._entries: OrderedDict[LoadSpec, LoadedPipeline] = OrderedDict()
         self._lock = threading.RLock()
+        self.loads = 0  # models loaded (not answered from the cache): a batch loads its model once
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -101,6 +102,7 @@ class ModelCache:
             while len(self._entries) >= self.capacity:
                 self._evict([next(iter(self._entries))])
             loaded = resolved.load(mode)
+            self.loads += 1
             self._entries[key] = loaded
             return loaded
 

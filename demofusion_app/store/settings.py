@@ -105,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", str, "auto", "Where models run.", choices=DEVICES),
     Setting("dtype", str, "auto", "Number format of the weights.", choices=DTYPES),
     Setting("memory_mode", str, "auto", "How models are kept in GPU memory.", choices=MEMORY_MODES),
+    Setting(
+        "devices",
+        str,
+        "",
+        "Two or more devices (cuda:0,cuda:1) that split each step's views; empty: one device.",
+    ),
     Setting("model_cache_size", int, 1, "Loaded models kept in memory.", check=_cache_size),
     Setting("allow_pickle", bool, False, "Allow .ckpt/.pt files, which can run code when loaded."),
     Setting(
@@ -120,6 +126,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Output file name; placeholders {date} {time} {seed} {prompt} {width} {height} {model}.",
         check=filenames.check_pattern,
     ),
+    Setting(
+        "output_format",
+        str,
+        "png",
+        "Format of the pictures a run writes (JPEG and WebP keep the parameters in EXIF).",
+        choices=("png", "jpeg", "webp"),
+    ),
+    Setting(
+        "run_figures",
+        dict,
+        {},
+        "Seconds per UNet evaluation and peak memory measured per model and device, for the"
+        " estimate before a run.",
+    ),
     Setting("write_metadata", bool, True, "Write the parameters into each PNG."),
     Setting(
         "metadata_full_paths",
@@ -134,6 +154,13 @@ SETTINGS: tuple[Setting, ...] = (
         "window_geometry", (str, type(None)), None, "The main window's saved geometry (base64)."
     ),
     Setting("default_preset", (str, type(None)), None, "The preset applied when none is named."),
+    Setting(
+        "upsampler",
+        (str, type(None)),
+        None,
+        "An ESRGAN-family model file (RRDBNet, SRVGGNetCompact) that enlarges between stages and"
+        " gives the viewer its GAN baseline; none: bicubic.",
+    ),
 )
 SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

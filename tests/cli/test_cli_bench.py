@@ -110,3 +110,16 @@ def test_bench_times_a_model_folder(
     rows = _rows(out)
     assert [r["size"] for r in rows] == ["128x128", "256x256", "384x384"]
     assert sum(int(r["evals"]) for r in rows) == _plan_total(384, 384, 1)
+
+
+def test_bench_accdiffusion_costs_the_same_evaluations_and_times_its_extras(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = _bench(capsys, "--method", "accdiffusion", "--no-decode")
+    assert code == 0
+    rows = _rows(out)
+    assert sum(int(r["evals"]) for r in rows) == _plan_total(256, 256, 2)
+    assert [int(r["calls"]) for r in rows] == [2, 2]
+    assert re.search(
+        r"^AccDiffusion: attention capture [\d.]+ s, window prompt encoding [\d.]+ s$", out, re.M
+    )

@@ -85,13 +85,13 @@ def test_width_not_a_multiple_of_8_names_width_and_neighbours(
     assert not list(tmp_path.iterdir())
 
 
-def test_output_must_be_png(
+def test_output_must_be_png_jpeg_or_webp(
     capsys: pytest.CaptureFixture[str], tiny_sdxl_dir: Path, tmp_path: Path
 ) -> None:
-    code, _, err = _generate(capsys, tiny_sdxl_dir, tmp_path / "a.jpg", "--seed", "1")
+    code, _, err = _generate(capsys, tiny_sdxl_dir, tmp_path / "a.gif", "--seed", "1")
     assert code == 2
     line = _one_error_line(err)
-    assert ".png" in line and "a.jpg" in line
+    assert ".png" in line and "a.gif" in line
     assert not list(tmp_path.iterdir())
 
 

@@ -21,7 +21,7 @@ def test_a_new_seed_is_drawn_only_when_the_request_has_none() -> None:
 
 def test_the_output_checks_refuse_a_name_that_is_not_png_or_already_taken(tmp_path: Path) -> None:
     with pytest.raises(JobError, match=r"\.png"):
-        check_output_target(tmp_path / "a.jpg", JobOptions())
+        check_output_target(tmp_path / "a.gif", JobOptions())  # .jpg and .webp are formats too
     taken = tmp_path / "a.png"
     taken.touch()
     with pytest.raises(JobError, match="already exists"):

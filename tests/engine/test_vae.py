@@ -13,11 +13,11 @@ from PIL import Image
 from demofusion_app.engine.events import Cancelled
 from demofusion_app.engine.geometry import vae_scale_factor
 from demofusion_app.engine.vae import (
-    _axis_weights,
-    _tile_starts,
+    axis_weights,
     decode_latents,
     encode_image,
     preview_rgb,
+    tile_starts,
 )
 
 
@@ -79,10 +79,10 @@ def test_tiled_decode_has_the_exact_size_for_sizes_not_multiple_of_the_tile(vae:
 @pytest.mark.parametrize(("tile", "overlap"), [(16, 4), (16, 0), (16, 15), (8, 2)])
 def test_tile_weights_are_positive_and_sum_to_one(length: int, tile: int, overlap: int) -> None:
     size = min(tile, length)
-    starts = _tile_starts(length, size, tile - overlap)
+    starts = tile_starts(length, size, tile - overlap)
     assert starts[0] == 0
     assert starts[-1] + size == length
-    weights = _axis_weights(starts, size, length, 8)
+    weights = axis_weights(starts, size, length, 8)
     total = torch.zeros(length * 8)
     for start, w in zip(starts, weights, strict=True):
         assert bool((w > 0).all())

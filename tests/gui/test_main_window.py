@@ -171,7 +171,7 @@ def test_validation_messages_appear_next_to_the_field(make_window, qtbot):
     assert not window.generate()
     window.params.width.setValue(1000)
     assert window.fields.message("width") == ""
-    assert "UNet evaluations" in window.params.plan.text()
+    assert "UNet runs" in window.params.plan.text()
     window.params.seed.setText("lucky")
     assert "Seed 'lucky' is not a whole number" in window.fields.message("seed")
     window.params.seed.setText("7")
@@ -245,7 +245,10 @@ def test_closing_mid_run_cancels_and_leaves_no_thread(make_window, qtbot, home):
     window.generate()
     assert job.holding.wait(5)
     thread = window.controller._run.thread
-    assert window.close()
+    assert not window.close()  # asked first (tests/gui/test_window_part2.py)
+    stop = [b for b in window.close_question.buttons() if b.text() == "Stop and close"]
+    stop[0].click()
+    assert not window.isVisible()
     assert not window.controller.running
     assert thread.isFinished()
     assert (home / "config" / "settings.json").is_file()

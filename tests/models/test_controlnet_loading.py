@@ -124,3 +124,17 @@ def test_discovery_tells_a_controlnet_from_a_model(cn_files: dict[str, Path]) ->
 
     [info] = [i for i in scan([cn_files["single"].parent]) if i.path == cn_files["single"]]
     assert (info.content, info.family) == ("controlnet", "sdxl")
+
+
+def test_install_folders_include_the_apps_controlnet_folders(tmp_path: Path) -> None:
+    from demofusion_app.models.discovery import install_folders
+
+    (tmp_path / "comfy" / "models" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "comfy" / "models" / "controlnet").mkdir()
+    (tmp_path / "a1111" / "models" / "Stable-diffusion").mkdir(parents=True)
+    (tmp_path / "a1111" / "extensions" / "sd-webui-controlnet" / "models").mkdir(parents=True)
+    comfy = install_folders(tmp_path / "comfy")
+    assert comfy.controlnet == ((tmp_path / "comfy" / "models" / "controlnet").resolve(),)
+    a1111 = install_folders(tmp_path / "a1111")
+    assert [p.name for p in a1111.controlnet] == ["models"]
+    assert set(a1111.controlnet) <= set(a1111.all)

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(2000),  # the install's own limit is 1800 s; the suite's default is 300
     pytest.mark.skipif(
         os.environ.get("DEMOFUSION_E2E_INSTALL") != "1",
         reason="installs ~1.5 GB into a temporary prefix; set DEMOFUSION_E2E_INSTALL=1 to run",

@@ -15,8 +15,6 @@ max abs difference of latents over all stages, and the worst; the bar is 5e-4.
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import io
 import os
 import sys
@@ -25,6 +23,8 @@ import types
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
+
+from shims import TorchWithOurNoise, fresh_sigma_scheduler, stub_matplotlib
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,20 +93,8 @@ class _RandomFromGenerator:
         return int(torch.randint(int(low), int(high) + 1, (1,), generator=self.generator))
 
 
-class _TorchWithOurNoise(types.ModuleType):
+class _TorchWithOurNoise(TorchWithOurNoise):
     """Stands for the pipeline module's `torch`: `randn_like` and `randperm` draw from our generator."""
-
-    def __init__(self, torch: Any, generator: Any) -> None:
-        super().__init__("torch")
-        self._torch = torch
-        self._generator = generator
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._torch, name)
-
-    def randn_like(self, x: Any) -> Any:
-        noise = self._torch.randn(x.shape, generator=self._generator, dtype=self._torch.float32)
-        return noise.to(x.device, x.dtype)
 
     def randperm(self, n: int) -> Any:
         # Their window interaction stacks one randperm per element: `stack` below draws them all at once.
@@ -128,18 +116,7 @@ class _Permutation:
 
 
 def _install_shims() -> list[str]:
-    import diffusers  # noqa: F401  (it probes for matplotlib when imported: before the stub goes in)
-
-    patches = []
-    try:
-        import matplotlib.pyplot  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("matplotlib")
-        stub.__spec__ = importlib.machinery.ModuleSpec("matplotlib", None)
-        stub.pyplot = types.ModuleType("matplotlib.pyplot")  # type: ignore[attr-defined]
-        sys.modules["matplotlib"] = stub
-        sys.modules["matplotlib.pyplot"] = stub.pyplot  # type: ignore[attr-defined]
-        patches.append("matplotlib.pyplot: empty stub (only imported)")
+    patches = stub_matplotlib("only imported")
     return patches
 
 
@@ -158,18 +135,6 @@ def _load(folder: Path, name: str, module_name: str) -> types.ModuleType:
     sys.modules[module_name] = module
     exec(compile(text, str(path), "exec"), module.__dict__)
     return module
-
-
-def _fresh_sigma_scheduler(config: Any) -> Any:
-    """Euler whose `scale_model_input` first finds the step of `t`: the stale sigma fixed (rule 21)."""
-    from diffusers import EulerDiscreteScheduler
-
-    class FreshSigmaEuler(EulerDiscreteScheduler):
-        def scale_model_input(self, sample: Any, timestep: Any) -> Any:
-            self._init_step_index(timestep)
-            return super().scale_model_input(sample, timestep)
-
-    return FreshSigmaEuler.from_config(config)
 
 
 def build_model() -> Any:
@@ -216,7 +181,7 @@ def run_reference(
         tokenizer=base.tokenizer,
         tokenizer_2=base.tokenizer_2,
         unet=base.unet,
-        scheduler=_fresh_sigma_scheduler(base.scheduler.config),
+        scheduler=fresh_sigma_scheduler(base.scheduler.config),
         add_watermarker=False,
     )
     pipe.set_progress_bar_config(disable=True)

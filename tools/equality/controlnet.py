@@ -23,6 +23,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from shims import TorchWithOurNoise, fresh_sigma_scheduler, stub_matplotlib
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,18 +46,7 @@ SIGMA = 0.8
 
 def _install_shims() -> list[str]:
     """Make the authors' imports resolve on today's libraries; returns what was patched."""
-    import diffusers  # noqa: F401  (it probes for matplotlib when imported: before the stub goes in)
-
-    patches = []
-    try:
-        import matplotlib.pyplot  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("matplotlib")
-        stub.__spec__ = importlib.machinery.ModuleSpec("matplotlib", None)
-        stub.pyplot = types.ModuleType("matplotlib.pyplot")  # type: ignore[attr-defined]
-        sys.modules["matplotlib"] = stub
-        sys.modules["matplotlib.pyplot"] = stub.pyplot  # type: ignore[attr-defined]
-        patches.append("matplotlib.pyplot: empty stub (only used by show_image=True)")
+    patches = stub_matplotlib("only used by show_image=True")
     try:
         importlib.import_module("diffusers.pipelines.controlnet.multicontrolnet")
     except ImportError:
@@ -87,34 +78,6 @@ class _NoJitter:
         return 0
 
 
-class _TorchWithOurNoise(types.ModuleType):
-    """Stands for the module's `torch`: `randn_like` draws from our generator, in our order (rule 25)."""
-
-    def __init__(self, torch: Any, generator: Any) -> None:
-        super().__init__("torch")
-        self._torch = torch
-        self._generator = generator
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._torch, name)
-
-    def randn_like(self, x: Any) -> Any:
-        noise = self._torch.randn(x.shape, generator=self._generator, dtype=self._torch.float32)
-        return noise.to(x.device, x.dtype)
-
-
-def _fresh_sigma_scheduler(config: Any) -> Any:
-    """Euler whose `scale_model_input` first finds the step of `t`: the stale sigma fixed (rule 21)."""
-    from diffusers import EulerDiscreteScheduler
-
-    class FreshSigmaEuler(EulerDiscreteScheduler):
-        def scale_model_input(self, sample: Any, timestep: Any) -> Any:
-            self._init_step_index(timestep)
-            return super().scale_model_input(sample, timestep)
-
-    return FreshSigmaEuler.from_config(config)
-
-
 def _run_reference(module: types.ModuleType, case: tuple, parts: dict[str, Any]) -> list[Any]:
     import torch
 
@@ -129,14 +92,14 @@ def _run_reference(module: types.ModuleType, case: tuple, parts: dict[str, Any])
         tokenizer_2=base.tokenizer_2,
         unet=base.unet,
         controlnet=parts["controlnet"],
-        scheduler=_fresh_sigma_scheduler(base.scheduler.config),
+        scheduler=fresh_sigma_scheduler(base.scheduler.config),
         add_watermarker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     generator = torch.Generator("cpu").manual_seed(SEED)
     first = size // (size // parts["x1"])
     latents = torch.randn((1, 4, first // 8, first // 8), generator=generator, dtype=torch.float32)
-    module.torch = _TorchWithOurNoise(torch, generator)
+    module.torch = TorchWithOurNoise(torch, generator)
     module.random = _NoJitter()
     # The authors' file returns no latents (its output_type="latent" path fails): record what it decodes.
     decoded: list[Any] = []

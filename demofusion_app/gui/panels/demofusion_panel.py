@@ -13,25 +13,34 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...engine.request import DEFAULT_PATCH_PROMPTS
 from .fields import FieldRegistry, FieldRow, name_control
 
+# What each knob does to the picture, in plain words. Research words (stride, sigma, cosine,
+# evaluations) appear only in the tips of the knobs under Advanced.
 TIPS = {
-    "stride": "Step between local windows, in latent pixels. Smaller = more overlap: smoother "
-    "seams, slower. Auto = half the model's window.",
-    "view_batch_size": "How many windows go through the model at once. Lower it if you run out "
-    "of memory.",
-    "cosine_scale_1": "Skip residual strength: how long each stage keeps the previous stage's "
-    "layout. Higher = more faithful to the small picture, less new detail (3 is usual).",
-    "cosine_scale_2": "Dilated sampling strength: how long the global, zoomed-out pass guides the "
-    "picture (1 is usual).",
-    "cosine_scale_3": "How long the dilated pass is blurred before it is mixed in (1 is usual).",
-    "sigma": "Blur amount for the dilated pass; higher = softer global guidance (0.8 is usual).",
-    "jitter": "Shift the windows randomly each step so seams do not stay in one place.",
-    "progressive": "Grow the picture stage by stage. Off = paint the full size in one go "
-    "(expect repeated objects).",
-    "skip_residual": "Start each stage from the upscaled previous stage, keeping its composition.",
-    "dilated": "Add the global pass over spread-out pixels that keeps the whole picture coherent.",
-    "blur": "Blur the global pass before mixing it in, which avoids grainy artefacts.",
+    "stride": "Stride: how far apart the overlapping tiles of a large stage sit, in latent pixels. "
+    "Smaller = more overlap: smoother seams, slower. Auto = half the model's tile.",
+    "view_batch_size": "How many tiles of the picture are painted at once. Does not change the "
+    "picture; lower it if you run out of memory.",
+    "cosine_scale_1": "Cosine scale 1: how long each larger stage holds on to the smaller "
+    "picture's layout. Higher = more faithful to the small picture, less new detail (3 is usual).",
+    "cosine_scale_2": "Cosine scale 2: how long the whole-picture pass keeps the large picture "
+    "coherent (1 is usual).",
+    "cosine_scale_3": "Cosine scale 3: how long the whole-picture pass is blurred before it is "
+    "mixed in (1 is usual).",
+    "sigma": "Sigma: how much the whole-picture pass is blurred; higher = softer overall "
+    "guidance (0.8 is usual).",
+    "jitter": "Shift the tiles a little each step, so no seam stays in one place in the picture.",
+    "progressive": "Grow the picture in steps from the model's own size. Off = paint the full "
+    "size in one go, which tends to repeat the subject all over the picture.",
+    "skip_residual": "Each larger step starts from the smaller picture, so the composition "
+    "stays the same and only detail is added.",
+    "dilated": "Also look at the whole large picture at once, which keeps it coherent: one "
+    "subject, no patchwork.",
+    "blur": "Soften that whole-picture look before it is mixed in, which avoids a grainy picture.",
+    "patch_prompts": "Each part of the large picture follows only the words of the prompt that "
+    "were drawn there, which removes most small copies of the subject. Costs no extra time.",
 }
 DEFAULTS: dict[str, object] = {
     "stride": None,
@@ -45,21 +54,25 @@ DEFAULTS: dict[str, object] = {
     "skip_residual": True,
     "dilated": True,
     "blur": True,
+    "patch_prompts": None,
+    "window_interaction": False,
 }
 SWITCHES = ("jitter", "progressive", "skip_residual", "dilated", "blur")
 SCALES = ("cosine_scale_1", "cosine_scale_2", "cosine_scale_3", "sigma")
+# The knobs only the curious need, folded away under "Advanced" so the front reads in plain words.
+ADVANCED = ("stride", *SCALES)
 LABELS = {
     "stride": "Stride",
-    "view_batch_size": "View batch",
-    "cosine_scale_1": "Skip residual scale",
-    "cosine_scale_2": "Dilated scale",
-    "cosine_scale_3": "Blur scale",
-    "sigma": "Sigma",
-    "jitter": "Jitter windows",
-    "progressive": "Progressive upscaling",
-    "skip_residual": "Skip residual",
-    "dilated": "Dilated sampling",
-    "blur": "Blur dilated pass",
+    "view_batch_size": "Tiles at once",
+    "cosine_scale_1": "Cosine scale 1 (layout)",
+    "cosine_scale_2": "Cosine scale 2 (whole picture)",
+    "cosine_scale_3": "Cosine scale 3 (blur)",
+    "sigma": "Sigma (blur)",
+    "jitter": "Shift tiles each step",
+    "progressive": "Grow in steps",
+    "skip_residual": "Keep the composition",
+    "dilated": "Keep the whole picture coherent",
+    "blur": "Soften the whole-picture pass",
 }
 
 
@@ -67,6 +80,7 @@ class DemoFusionPanel(QWidget):
     """Collapsed by default; a click on its header opens it."""
 
     changed = Signal()
+    changed_layout = Signal()  # a part opened or folded: the form's height changed
 
     def __init__(self, fields: FieldRegistry, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -85,27 +99,54 @@ class DemoFusionPanel(QWidget):
         form.setContentsMargins(12, 0, 0, 0)
         self.controls: dict[str, QWidget] = {}
 
-        stride = QSpinBox()
-        stride.setRange(0, 1024)
-        stride.setSpecialValueText("auto")
         view_batch = QSpinBox()
         view_batch.setRange(1, 1024)
-        for name, box in (("stride", stride), ("view_batch_size", view_batch)):
-            self._add(form, fields, name, box)
-            box.valueChanged.connect(self.changed)
-        for name in SCALES:
-            spin = QDoubleSpinBox()
-            spin.setRange(0.0, 100.0)
-            spin.setSingleStep(0.1)
-            spin.setDecimals(2)
-            self._add(form, fields, name, spin)
-            spin.valueChanged.connect(self.changed)
+        self._add(form, fields, "view_batch_size", view_batch)
+        view_batch.valueChanged.connect(self.changed)
         for name in SWITCHES:
             check = QCheckBox(LABELS[name])
             name_control(check, name, TIPS[name])
             self.controls[name] = check
             form.addRow("", fields.add(name, FieldRow(check)))
             check.toggled.connect(self.changed)
+
+        self.advanced_toggle = name_control(
+            QToolButton(),
+            "demofusion_advanced_toggle",
+            "Show or hide the fine controls (stride, sigma and the cosine scales)",
+        )
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setStyleSheet("QToolButton { border: none; }")
+        self.advanced = name_control(QWidget(), "demofusion_advanced")
+        advanced_form = QFormLayout(self.advanced)
+        advanced_form.setContentsMargins(12, 0, 0, 0)
+        stride = QSpinBox()
+        stride.setRange(0, 1024)
+        stride.setSpecialValueText("auto")
+        self._add(advanced_form, fields, "stride", stride)
+        stride.valueChanged.connect(self.changed)
+        for name in SCALES:
+            spin = QDoubleSpinBox()
+            spin.setRange(0.0, 100.0)
+            spin.setSingleStep(0.1)
+            spin.setDecimals(2)
+            self._add(advanced_form, fields, name, spin)
+            spin.valueChanged.connect(self.changed)
+        self.advanced.setVisible(False)
+        self.advanced_toggle.toggled.connect(self.set_advanced_expanded)
+
+        # AccDiffusion (docs/algorithm.md rules 35-41): both parts at once; a preset's own c is kept.
+        self.threshold = DEFAULT_PATCH_PROMPTS
+        check = QCheckBox("Avoid repeated objects")
+        name_control(check, "patch_prompts", TIPS["patch_prompts"])
+        self.controls["patch_prompts"] = check
+        form.addRow("", fields.add("patch_prompts", FieldRow(check)))
+        check.toggled.connect(self.changed)
+        form.addRow(self.advanced_toggle)
+        form.addRow(self.advanced)
 
         layout.addWidget(self.toggle)
         layout.addWidget(self.body)
@@ -127,6 +168,22 @@ class DemoFusionPanel(QWidget):
     def expanded(self) -> bool:
         return self.toggle.isChecked()
 
+    def set_advanced_expanded(self, expanded: bool) -> None:
+        """Open or fold the Advanced part (stride, sigma, the cosine scales)."""
+        self.advanced_toggle.setChecked(expanded)
+        self.advanced_toggle.setArrowType(
+            Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow
+        )
+        self.advanced.setVisible(expanded)
+        self.changed_layout.emit()
+
+    def reveal(self, name: str) -> None:
+        """Open the section (and Advanced when `name` is there), so a message under it shows."""
+        if name in self.controls:
+            self.set_expanded(True)
+            if name in ADVANCED:
+                self.set_advanced_expanded(True)
+
     def values(self) -> dict[str, object]:
         c = self.controls
         stride = c["stride"].value()  # type: ignore[attr-defined]
@@ -138,6 +195,9 @@ class DemoFusionPanel(QWidget):
             data[name] = round(c[name].value(), 4)  # type: ignore[attr-defined]
         for name in SWITCHES:
             data[name] = c[name].isChecked()  # type: ignore[attr-defined]
+        avoid = c["patch_prompts"].isChecked()  # type: ignore[attr-defined]
+        data["patch_prompts"] = self.threshold if avoid else None
+        data["window_interaction"] = avoid
         return data
 
     def apply(self, values: dict[str, object]) -> None:
@@ -152,3 +212,9 @@ class DemoFusionPanel(QWidget):
         for name in SWITCHES:
             if isinstance(values.get(name), bool):
                 c[name].setChecked(values[name])  # type: ignore[attr-defined]
+        if "patch_prompts" in values or "window_interaction" in values:
+            c_value = values.get("patch_prompts")
+            if isinstance(c_value, (int, float)) and not isinstance(c_value, bool):
+                self.threshold = float(c_value)
+            on = c_value is not None or values.get("window_interaction") is True
+            c["patch_prompts"].setChecked(on)  # type: ignore[attr-defined]

@@ -1,8 +1,10 @@
-"""Recent results in the output folder and the parameters stored in them (no Qt here)."""
+"""Recent results in the output folder, the parameters stored in them and their thumbnails, kept
+in a cache so the list looks the same after a restart (no Qt here)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,9 @@ from typing import Any
 from demofusion_app.engine.request import Request
 
 STAGE_FILE = re.compile(r"-stage\d+$")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what a run writes (imaging.images)
+THUMBNAIL_SIZE = 128
+THUMBNAIL_FOLDER = "thumbnails"
 REQUEST_FIELDS = {f.name for f in dataclasses.fields(Request)}
 
 
@@ -56,8 +61,12 @@ def recent_files(folder: Path, limit: int = 30) -> list[tuple[Path, float]]:
     newest first; nothing is read from the files themselves."""
     try:
         files = []
-        for p in folder.glob("*.png"):
-            if p.is_file() and not STAGE_FILE.search(p.stem):
+        for p in folder.iterdir():
+            if (
+                p.suffix.lower() in PICTURE_SUFFIXES
+                and p.is_file()
+                and not STAGE_FILE.search(p.stem)
+            ):
                 files.append((p, p.stat().st_mtime))
     except OSError:
         return []
@@ -68,3 +77,29 @@ def recent_files(folder: Path, limit: int = 30) -> list[tuple[Path, float]]:
 def recent_images(folder: Path, limit: int = 30) -> list[HistoryEntry]:
     """`recent_files` with each picture's parameters read (slow: keep it off the GUI thread)."""
     return [HistoryEntry(p, mtime, read_parameters(p)) for p, mtime in recent_files(folder, limit)]
+
+
+def thumbnail_path(cache_dir: Path, picture: Path) -> Path:
+    """Where the thumbnail of `picture` as it is now is kept: named by its path, size and time,
+    so a changed picture gets a new one and an old one is never shown for it."""
+    stat = picture.stat()
+    key = f"{picture.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    name = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return cache_dir / THUMBNAIL_FOLDER / f"{name}.png"
+
+
+def thumbnail(cache_dir: Path, picture: Path) -> Path | None:
+    """The cached thumbnail of `picture`, made now when missing (slow: off the GUI thread); None
+    when the picture cannot be read."""
+    from demofusion_app.imaging.images import open_image, save_png_atomic
+
+    try:
+        target = thumbnail_path(cache_dir, picture)
+        if target.is_file():
+            return target
+        image = open_image(picture)
+        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        image.info = {}  # a thumbnail carries no metadata: it is not a result
+        return save_png_atomic(image, target)
+    except Exception:  # an unreadable picture or cache shows without a thumbnail
+        return None

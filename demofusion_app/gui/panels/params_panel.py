@@ -21,7 +21,10 @@ from demofusion_app.engine.geometry import SDXL, Geometry
 from demofusion_app.engine.plan import Plan
 from demofusion_app.engine.request import MAX_SIDE, MAX_STEPS, SCHEDULERS
 
+from .estimate import EstimateLabel
 from .fields import FieldRegistry, FieldRow, name_control
+
+OUTPUT_FORMAT_CHOICES = (("PNG", "png"), ("JPEG", "jpeg"), ("WebP", "webp"))
 
 # (label, width, height); "x k of base" choices are added from the model's geometry.
 COMMON_SIZES = (
@@ -39,13 +42,44 @@ PLAN_LINES = 3
 ELLIPSIS = "\u2026"
 
 
+def plain_plan(plan: Plan) -> str:
+    """The plan's description in plain words: "evaluations" is kept for the Advanced knobs."""
+    return plan.describe().replace("UNet evaluations", "UNet runs")
+
+
 def plan_text(plan: Plan, source_size: tuple[int, int] | None = None) -> str:
     """What the plan line says: the stages, and for an upscale the picture's size and the target's
     (`source_size` is (height, width))."""
     if source_size is None:
-        return plan.describe()
+        return plain_plan(plan)
     height, width = source_size
-    return f"upscale {width}x{height} -> {plan.width}x{plan.height} in {plan.describe()}"
+    return f"upscale {width}x{height} -> {plan.width}x{plan.height} in {plain_plan(plan)}"
+
+
+def parse_loras(text: str) -> list[list[object]]:
+    """ "a.safetensors:0.8; b.safetensors" as [[path, weight], ...] (weight 1 when left out). A
+    colon is a weight only when a number follows it, so "C:\\loras\\a.safetensors" stays a path."""
+    loras: list[list[object]] = []
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        path, _, weight = part.rpartition(":")
+        try:
+            loras.append([path.strip(), float(weight)] if path else [part, 1.0])
+        except ValueError:
+            loras.append([part, 1.0])
+    return loras
+
+
+def loras_text(loras: object) -> str:
+    """The LoRAs field's text for stored `loras` ([[path, weight], ...])."""
+    parts = []
+    for entry in loras if isinstance(loras, (list, tuple)) else ():
+        if isinstance(entry, (list, tuple)) and len(entry) == 2:
+            path, weight = entry
+            parts.append(str(path) if weight == 1 else f"{path}:{weight:g}")
+    return "; ".join(parts)
 
 
 class PlanLabel(QLabel):
@@ -123,7 +157,9 @@ class ParamsPanel(QWidget):
         form.setContentsMargins(0, 0, 0, 0)
 
         self.size_choice = name_control(
-            QComboBox(), "size_choice", "Common sizes, or a multiple of the model's own resolution"
+            QComboBox(),
+            "size_choice",
+            "How large the final picture is: common sizes, or a multiple of the model's own size",
         )
         self.width = self._side("width")
         self.height = self._side("height")
@@ -135,20 +171,30 @@ class ParamsPanel(QWidget):
         size_layout.addWidget(fields.add("height", FieldRow(self.height)))
         self.plan = name_control(PlanLabel(), "plan")
         self.plan.setStyleSheet("color: #2d5f9a;")
+        self.estimate = EstimateLabel()
 
-        self.steps = name_control(QSpinBox(), "steps", "Denoising steps per stage; more is slower")
+        self.steps = name_control(
+            QSpinBox(),
+            "steps",
+            "How many times each stage is refined: more gives a cleaner, more finished picture"
+            " but takes longer",
+        )
         self.steps.setRange(1, MAX_STEPS)
         self.steps.setValue(50)
         self.guidance = name_control(
             QDoubleSpinBox(),
             "guidance",
-            "How closely to follow the prompt (7.5 is usual; 1 turns it off)",
+            "How closely the picture follows the prompt: higher = more literal and contrasty,"
+            " lower = freer and softer (7.5 is usual; 1 turns it off)",
         )
         self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setValue(7.5)
         self.seed = name_control(
-            QLineEdit(), "seed", "The same seed and settings give the same picture; empty = random"
+            QLineEdit(),
+            "seed",
+            "The starting noise: the same seed and settings give the same picture again;"
+            " empty = a new picture each run",
         )
         self.seed.setPlaceholderText("random")
         self.random_seed = name_control(
@@ -164,18 +210,57 @@ class ParamsPanel(QWidget):
         seed_layout.addWidget(fields.add("seed", FieldRow(self.seed)), 1)
         seed_layout.addWidget(self.random_seed)
         seed_layout.addWidget(self.reuse_seed)
-        self.scheduler = name_control(QComboBox(), "scheduler", "The sampler that steps the noise")
+        self.scheduler = name_control(
+            QComboBox(),
+            "scheduler",
+            "How the noise is turned into the picture: each paints a little differently,"
+            " some look finished in fewer steps",
+        )
         self.scheduler.addItems(SCHEDULERS)
+        self.guidance_rescale = name_control(
+            QDoubleSpinBox(),
+            "guidance_rescale",
+            "Tames the washed-out, over-bright look strong guidance gives some models (0 = off;"
+            " 0.7 is usual for v-prediction models)",
+        )
+        self.guidance_rescale.setRange(0.0, 1.0)
+        self.guidance_rescale.setSingleStep(0.05)
+        self.vae = name_control(
+            QLineEdit(),
+            "vae",
+            "Another VAE file to decode with (empty: the model's own); fixes dull or wrong colours",
+        )
+        self.vae.setPlaceholderText("the model's own")
+        self.loras = name_control(
+            QLineEdit(),
+            "loras",
+            "LoRA files that add a style or subject, each as file:weight, separated by ;"
+            " (weight 1 when left out)",
+        )
+        self.loras.setPlaceholderText("none  (e.g. style.safetensors:0.8)")
+        self.output_format = name_control(
+            QComboBox(),
+            "output_format",
+            "The picture's file format; each keeps the settings it was made with (PNG: lossless;"
+            " JPEG and WebP: smaller files)",
+        )
+        for label, key in OUTPUT_FORMAT_CHOICES:
+            self.output_format.addItem(label, key)
 
         self._form = form
         form.addRow("Size", self.size_choice)
         form.addRow("", size_row)
         self._size_rows = (self.size_choice, size_row)
         form.addRow("", self.plan)
+        form.addRow("", self.estimate)
         form.addRow("Steps", fields.add("steps", FieldRow(self.steps)))
         form.addRow("Guidance", fields.add("guidance", FieldRow(self.guidance)))
         form.addRow("Seed", seed_row)
         form.addRow("Scheduler", fields.add("scheduler", FieldRow(self.scheduler)))
+        form.addRow("Rescale", fields.add("guidance_rescale", FieldRow(self.guidance_rescale)))
+        form.addRow("VAE", fields.add("vae", FieldRow(self.vae)))
+        form.addRow("LoRAs", fields.add("loras", FieldRow(self.loras)))
+        form.addRow("Format", self.output_format)
 
         self._fill_sizes()
         self.size_choice.activated.connect(self._size_chosen)
@@ -188,6 +273,9 @@ class ParamsPanel(QWidget):
             self.guidance.valueChanged,
             self.seed.textChanged,
             self.scheduler.currentIndexChanged,
+            self.guidance_rescale.valueChanged,
+            self.vae.textChanged,
+            self.loras.textChanged,
         ):
             signal.connect(self.changed)
         self.width.valueChanged.connect(self._sync_choice)
@@ -199,7 +287,8 @@ class ParamsPanel(QWidget):
         box = name_control(
             QSpinBox(),
             name,
-            f"{name.capitalize()} of the final picture in pixels (a multiple of 8)",
+            f"{name.capitalize()} of the final picture in pixels (a multiple of 8); larger"
+            " gives more detail and takes much longer",
         )
         box.setRange(8, MAX_SIDE)
         box.setSingleStep(64)
@@ -264,6 +353,15 @@ class ParamsPanel(QWidget):
     def size_shown(self) -> bool:
         return not self._size_rows[1].isHidden()
 
+    def image_format(self) -> str:
+        """The chosen output format: "png", "jpeg" or "webp"."""
+        return str(self.output_format.currentData())
+
+    def set_image_format(self, image_format: str) -> None:
+        index = self.output_format.findData(image_format)
+        if index >= 0:
+            self.output_format.setCurrentIndex(index)
+
     def values(self) -> dict[str, object]:
         """Field values; `seed` is the raw text ("" for random) the window turns into a number."""
         return {
@@ -273,6 +371,9 @@ class ParamsPanel(QWidget):
             "guidance": round(self.guidance.value(), 4),
             "seed": self.seed.text().strip(),
             "scheduler": self.scheduler.currentText(),
+            "guidance_rescale": round(self.guidance_rescale.value(), 4),
+            "vae": self.vae.text().strip() or None,
+            "loras": parse_loras(self.loras.text()),
         }
 
     def apply(self, values: dict[str, object]) -> None:
@@ -287,3 +388,9 @@ class ParamsPanel(QWidget):
             self.seed.setText("" if seed is None else str(seed))
         if values.get("scheduler") in SCHEDULERS:
             self.scheduler.setCurrentText(str(values["scheduler"]))
+        if isinstance(values.get("guidance_rescale"), (int, float)):
+            self.guidance_rescale.setValue(float(values["guidance_rescale"]))  # type: ignore[arg-type]
+        if "vae" in values:
+            self.vae.setText(str(values["vae"] or ""))
+        if isinstance(values.get("loras"), (list, tuple)):
+            self.loras.setText(loras_text(values["loras"]))  # type: ignore[arg-type]

@@ -4,13 +4,16 @@ offers (prompt, seed, steps, sampler, CFG). Shown only while the queue holds pic
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -21,11 +24,15 @@ from PySide6.QtWidgets import (
 )
 
 from ..run.upscale_sources import CHOICES, SCALE_CHOICES, Offer, Source, State
+from .controlnet_picker import ControlNetPicker
+from .faithfulness_slider import FaithfulnessSlider
 from .fields import FieldRegistry, FieldRow, name_control
+from .upsampler_picker import UpsamplerPicker
 
 STRENGTH_TIP = (
     "How much the picture may change: 1 repaints every stage from noise guided by the picture, "
-    "lower values keep more of the original (0.5-0.8 for a faithful upscale)."
+    "lower values keep more of the original. The Faithfulness slider sets it; a value of your "
+    "own sets the slider to Custom."
 )
 
 
@@ -38,6 +45,9 @@ class UpscalePanel(QWidget):
     choice_toggled = Signal(str, bool)
     clear_requested = Signal()
     changed = Signal()
+    paths_added = Signal(list)  # files or folders the artist chose to queue
+    move_requested = Signal(int, int)  # (row, new row)
+    pause_toggled = Signal(bool)
 
     def __init__(self, fields: FieldRegistry, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,7 +60,8 @@ class UpscalePanel(QWidget):
             "queue",
             "Pictures to upscale, in order; each runs with the settings here",
         )
-        self.queue.setMaximumHeight(110)
+        self.queue.setMaximumHeight(160)
+        self.queue.setIconSize(QSize(32, 32))
         self.found = name_control(QLabel(), "metadata_note")
         self.found.setWordWrap(True)
         self.found.setStyleSheet("color: #2d5f9a;")
@@ -82,7 +93,30 @@ class UpscalePanel(QWidget):
             "queue_clear",
             "Empty the queue and go back to making new pictures",
         )
+        self.add_files = name_control(
+            QPushButton("Add files…"), "queue_add_files", "Queue more pictures, also while one runs"
+        )
+        self.add_folder = name_control(
+            QPushButton("Add folder…"), "queue_add_folder", "Queue every picture in a folder"
+        )
+        self.up = name_control(QPushButton("Up"), "queue_up", "Run the selected picture sooner")
+        self.down = name_control(
+            QPushButton("Down"), "queue_down", "Run the selected picture later"
+        )
+        self.pause = name_control(
+            QPushButton("Pause"),
+            "queue_pause",
+            "Let the picture upscaling now finish and wait before the next; press again to go on",
+        )
+        self.pause.setCheckable(True)
+        adding = QHBoxLayout()
+        adding.addWidget(self.add_files)
+        adding.addWidget(self.add_folder)
+        adding.addStretch(1)
+        adding.addWidget(self.pause)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.up)
+        buttons.addWidget(self.down)
         buttons.addStretch(1)
         buttons.addWidget(self.remove)
         buttons.addWidget(self.clear)
@@ -95,12 +129,26 @@ class UpscalePanel(QWidget):
         self.strength = name_control(QDoubleSpinBox(), "strength", STRENGTH_TIP)
         self.strength.setRange(0.05, 1.0)
         self.strength.setSingleStep(0.05)
-        self.strength.setValue(1.0)
+        self.controlnet = ControlNetPicker()
+        # The slider sets strength, colour fix and ControlNet scale; it starts at the faithful end.
+        self.faithfulness = FaithfulnessSlider(self.strength, self.controlnet)
+        self.color_fix = self.faithfulness.color_fix
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Scale", fields.add("scale", FieldRow(self.scale)))
-        form.addRow("Strength", fields.add("strength", FieldRow(self.strength)))
+        form.addRow("Faithfulness", fields.add("faithfulness", FieldRow(self.faithfulness)))
+        form.addRow("ControlNet", fields.add("controlnets", FieldRow(self.controlnet)))
+        self.upsampler = UpsamplerPicker()
+        form.addRow("Enlarge with", self.upsampler)
+        # The numbers the slider sets stay visible and editable here.
+        advanced = QGroupBox("Advanced")
+        advanced.setObjectName("upscale_advanced")
+        numbers = QFormLayout(advanced)
+        numbers.addRow("Strength", fields.add("strength", FieldRow(self.strength)))
+        numbers.addRow("Colour fix", fields.add("color_fix", FieldRow(self.color_fix)))
+        form.addRow(advanced)
         layout.addWidget(title)
+        layout.addLayout(adding)
         layout.addWidget(self.queue)
         layout.addLayout(buttons)
         layout.addWidget(self.found)
@@ -108,16 +156,28 @@ class UpscalePanel(QWidget):
         layout.addLayout(form)
         self.remove.clicked.connect(self._remove)
         self.clear.clicked.connect(self.clear_requested)
+        self.up.clicked.connect(lambda: self._move(-1))
+        self.down.clicked.connect(lambda: self._move(1))
+        self.pause.toggled.connect(self._pause_toggled)
+        self.add_files.clicked.connect(self._ask_files)
+        self.add_folder.clicked.connect(self._ask_folder)
         self.scale.currentIndexChanged.connect(self.changed)
-        self.strength.valueChanged.connect(self.changed)
+        self.faithfulness.changed.connect(self.changed)
+        self.controlnet.changed.connect(self.changed)
         self.hide()
 
-    def show_sources(self, sources: list[Source]) -> None:
-        """Render the queue (hidden when empty); keeps the selection where it can."""
+    def show_sources(
+        self, sources: list[Source], thumbnails: dict[object, QImage] | None = None
+    ) -> None:
+        """Render the queue (hidden when empty), each picture with its state and thumbnail (made
+        off the GUI thread; only the pixmap is made here); keeps the selection where it can."""
         row = self.queue.currentRow()
         self.queue.clear()
         for source in sources:
             item = QListWidgetItem(source.label())
+            thumbnail = (thumbnails or {}).get(source.path)
+            if thumbnail is not None:
+                item.setIcon(QIcon(QPixmap.fromImage(thumbnail)))
             # While a picture is read its metadata is not known yet: only its file is.
             reading = source.state is State.READING
             item.setToolTip(
@@ -131,6 +191,39 @@ class UpscalePanel(QWidget):
     def update_remove(self, sources: list[Source]) -> None:
         row = self.queue.currentRow()
         self.remove.setEnabled(0 <= row < len(sources) and sources[row].state is not State.RUNNING)
+        self.up.setEnabled(0 < row < len(sources))
+        self.down.setEnabled(0 <= row < len(sources) - 1)
+
+    def set_paused(self, paused: bool) -> None:
+        """The Pause button as the queue is (without telling it again)."""
+        self.pause.blockSignals(True)
+        self.pause.setChecked(paused)
+        self.pause.blockSignals(False)
+        self.pause.setText("Resume" if paused else "Pause")
+
+    def _pause_toggled(self, paused: bool) -> None:
+        self.pause.setText("Resume" if paused else "Pause")
+        self.pause_toggled.emit(paused)
+
+    def _move(self, step: int) -> None:
+        row = self.queue.currentRow()
+        if row >= 0 and 0 <= row + step < self.queue.count():
+            self.move_requested.emit(row, row + step)
+
+    def _ask_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Add pictures to upscale",
+            "",
+            "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*)",
+        )
+        if paths:
+            self.paths_added.emit(paths)
+
+    def _ask_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of pictures to upscale")
+        if folder:
+            self.paths_added.emit([folder])
 
     def _remove(self) -> None:
         row = self.queue.currentRow()
@@ -161,5 +254,19 @@ class UpscalePanel(QWidget):
         self.choice_box.setVisible(any(offer.usable for offer in offered))
 
     def values(self) -> dict[str, object]:
-        """`scale` (None: use the form's width and height) and `strength`."""
-        return {"scale": self.scale.currentData(), "strength": round(self.strength.value(), 4)}
+        """`scale` (None: use the form's width and height), `strength`, `color_fix`,
+        `faithfulness` (None: Custom) and `controlnets`."""
+        return {
+            "scale": self.scale.currentData(),
+            **self.faithfulness.values(),
+            **self.controlnet.values(),
+        }
+
+    def stored_values(self) -> dict[str, object]:
+        """What a preset or the last parameters keep: the slider's position, or the numbers when
+        it is Custom."""
+        return self.faithfulness.stored_values()
+
+    def apply(self, values: dict[str, object]) -> None:
+        """Set the slider (or the numbers) from stored fields; others are ignored."""
+        self.faithfulness.apply(values)

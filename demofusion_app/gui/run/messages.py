@@ -32,6 +32,7 @@ class RunEvent(enum.Enum):
     STAGE_FINISHED = "stage_finished"
     FINISHED = "finished"
     CANCELLED = "cancelled"
+    PATCH_PROMPTS = "patch_prompts"  # AccDiffusion's window prompts, decided after stage 1
 
 
 _KINDS: dict[type, RunEvent] = {
@@ -41,6 +42,7 @@ _KINDS: dict[type, RunEvent] = {
     ev.StageFinished: RunEvent.STAGE_FINISHED,
     ev.Finished: RunEvent.FINISHED,
     ev.RunCancelled: RunEvent.CANCELLED,
+    ev.PatchPrompts: RunEvent.PATCH_PROMPTS,
 }
 
 

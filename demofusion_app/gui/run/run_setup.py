@@ -152,4 +152,5 @@ def job_options(settings: SettingsStore, request: Request, plan: Plan) -> JobOpt
         write_metadata=bool(settings.get("write_metadata")),
         metadata_full_paths=bool(settings.get("metadata_full_paths")),
         preview_every=preview_every(request.steps),
+        upsampler=Path(settings.get("upsampler")) if settings.get("upsampler") else None,
     )

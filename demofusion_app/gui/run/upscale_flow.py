@@ -36,6 +36,7 @@ from demofusion_app.store.settings import SettingsStore
 from ..panels.upscale_panel import UpscalePanel
 from ..viewer.tiles import TiledImage
 from .drops import local_files, pasted_path, picture_data, save_picture
+from .gan_baseline import GAN, GanBaselines
 from .upscale_sources import (
     CHOICE_FIELDS,
     OFFERED_FIELDS,
@@ -54,6 +55,7 @@ ORIGINAL = "Original"
 PICTURE_FIELDS = ("prompt", "negative_prompt", "seed")
 """Form fields that belong to one picture (from its metadata), not to the batch: emptied when a
 picture fills the form, whether it records them or not."""
+THUMBNAIL_SIDE = 48  # pixels of a queue item's thumbnail, its longer side
 READING_NOTE = "Reading the picture and its metadata…"
 STILL_READING = "The dropped pictures are still being read; press Upscale again in a moment."
 
@@ -108,6 +110,32 @@ class PictureRead:
     source: Source
     tiled: TiledImage
     values: dict[str, Any]
+    thumbnail: QImage | None = None
+
+
+def thumbnail_of(image: Any, side: int = THUMBNAIL_SIDE) -> QImage:
+    """A small RGB QImage of a decoded PIL picture (made in the pool; QImage is thread-safe)."""
+    small = image.convert("RGB")
+    small.thumbnail((side, side))
+    data = small.tobytes()
+    # QImage does not own a buffer it is given: copy() makes it hold its own pixels.
+    return QImage(
+        data, small.width, small.height, small.width * 3, QImage.Format.Format_RGB888
+    ).copy()
+
+
+def expand_folders(paths: Sequence[str | Path]) -> list[str]:
+    """`paths` with each folder replaced by the pictures in it, sorted by name (as `batch` finds
+    them); files stay as they are, to be read and explained if they are no picture."""
+    from demofusion_app.batch import discover_inputs
+
+    out: list[str] = []
+    for path in paths:
+        if Path(path).is_dir():
+            out += [str(p) for p in discover_inputs([path])]
+        else:
+            out.append(str(path))
+    return out
 
 
 def read_picture(
@@ -119,9 +147,10 @@ def read_picture(
     try:
         values = form_values(source.found, known_models, settings)
         tiled = TiledImage.from_source(image)
+        thumbnail = thumbnail_of(image)
     finally:
         image.close()
-    return PictureRead(source, tiled, values)
+    return PictureRead(source, tiled, values, thumbnail)
 
 
 @dataclass
@@ -142,6 +171,7 @@ class UpscaleFlow(QObject):
     changes state."""
 
     queue_changed = Signal()
+    resumed = Signal()  # the queue was resumed with pictures waiting and nothing running: go on
 
     def __init__(self, panel: UpscalePanel, host: FlowHost, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -156,10 +186,21 @@ class UpscaleFlow(QObject):
         self._applied: dict[str, Any] = {}
         self._base: dict[str, Any] = {}
         self._tiles: dict[Path, TiledImage] = {}  # decoded pictures of the queue, by file
+        # The viewer's "GAN" baseline beside "Original", made once per picture off the GUI thread.
+        self.gan = GanBaselines(
+            host.viewer, host.background, lambda: host.settings.get("upsampler")
+        )
+        # The enlarger is a setting (the job reads it too); the panel shows and changes it.
+        panel.upsampler.set_path(host.settings.get("upsampler"))
+        panel.upsampler.changed.connect(self._upsampler_changed)
+        self._thumbs: dict[Path, QImage] = {}  # each queued picture's thumbnail, by file
         panel.remove_requested.connect(self.remove)
         panel.clear_requested.connect(self.clear)
         panel.queue.currentRowChanged.connect(self._selected)
         panel.choice_toggled.connect(self.choose)
+        panel.paths_added.connect(self.add_paths)
+        panel.move_requested.connect(self.move)
+        panel.pause_toggled.connect(self.set_paused)
 
     # Adding pictures --------------------------------------------------------------------------------
     def open(self, paths: list[str], pasted: QImage | None = None) -> int:
@@ -189,6 +230,15 @@ class UpscaleFlow(QObject):
         self.panel.queue.setCurrentRow(first_row)
         return len(paths)
 
+    def add_paths(self, paths: list[str]) -> int:
+        """Queue pictures and folders of pictures (Add files, Add folder), also while a run goes."""
+        found = expand_folders(paths)
+        if paths and not found:
+            self.host.banner.show_message(
+                "There is no picture in that folder; add PNG, JPEG or WebP files.", kind="info"
+            )
+        return self.open(found)
+
     def open_mime(self, mime: QMimeData) -> int:
         """A drop or paste: its files, or its picture data saved under the store's cache folder
         (written in the pool, like the reading)."""
@@ -217,6 +267,8 @@ class UpscaleFlow(QObject):
             if isinstance(outcome, PictureRead):
                 self.queue.replace(index, outcome.source)
                 self._tiles[outcome.source.path] = outcome.tiled
+                if outcome.thumbnail is not None:
+                    self._thumbs[outcome.source.path] = outcome.thumbnail
             else:
                 self.queue.remove(index)
         self._fill_from_first(drop)
@@ -253,6 +305,7 @@ class UpscaleFlow(QObject):
         self._applied = {key: form.get(key) for key in OFFERED_FIELDS}
         if not self.host.running():
             self.host.viewer.set_images([(ORIGINAL, read.tiled)])
+            self.gan.show(read.source.path)
         index = self.queue.index_of(read.source)
         if index is not None:
             self.panel.queue.setCurrentRow(index)
@@ -357,30 +410,60 @@ class UpscaleFlow(QObject):
         tiled = self._tiles.get(job.source.path)
         if tiled is not None:  # always, for a picture that was read; no second decode
             self.host.viewer.set_images([(ORIGINAL, tiled)])
+            self.gan.show(job.source.path)
         self._continue = False
         self._refresh()
 
     def ended(self, state: State, result: str | None = None) -> None:
-        """The running upscale ended; a finished one lets the queue go on to the next picture."""
+        """The running upscale ended; a finished or failed one lets the queue go on to the next
+        picture (one bad picture does not stop a batch; a cancel does)."""
         if self.queue.running is None:
             return
         self.queue.end(state, result)
-        self._continue = state is State.DONE and self.active
+        self._continue = state in (State.DONE, State.FAILED) and self.active
         self._refresh()
 
     def take_continue(self) -> bool:
-        """True once after a run finished with more pictures waiting."""
+        """True once after a run finished with more pictures waiting (never while paused)."""
+        if self.queue.paused:
+            return False
         go, self._continue = self._continue, False
         return go
+
+    @property
+    def paused(self) -> bool:
+        return self.queue.paused
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause: the picture upscaling now finishes, the next waits. Resume: the queue goes on
+        (`resumed` fires when nothing runs and pictures wait)."""
+        self.queue.paused = paused
+        self.panel.set_paused(paused)
+        if not paused and self._continue and self.active and not self.host.running():
+            self._continue = False
+            self.resumed.emit()
+        self._refresh()
 
     # Editing the queue --------------------------------------------------------------------------------
     def remove(self, index: int) -> None:
         if self.queue.remove(index):
             self._refresh()
 
+    def move(self, index: int, to: int) -> None:
+        """Reorder: the picture at `index` goes to `to` and stays selected."""
+        if self.queue.move(index, to):
+            self._refresh()
+            self.panel.queue.setCurrentRow(to)
+
     def clear(self) -> None:
         self.queue.clear()
         self._refresh()
+
+    def _upsampler_changed(self) -> None:
+        self.host.settings.set("upsampler", self.panel.upsampler.path())
+        self.host.viewer.remove_baseline(GAN)
+        if self.gan.showing is not None:
+            self.gan.show(self.gan.showing)
 
     def _selected(self, row: int) -> None:
         if 0 <= row < len(self.queue):
@@ -405,7 +488,9 @@ class UpscaleFlow(QObject):
         # viewer as long as it is shown, and no longer here).
         keep = {s.path for s in self.queue.items if s.state in (State.PENDING, State.RUNNING)}
         self._tiles = {path: tiled for path, tiled in self._tiles.items() if path in keep}
-        self.panel.show_sources(self.queue.items)
+        queued = {s.path for s in self.queue.items}
+        self._thumbs = {path: thumb for path, thumb in self._thumbs.items() if path in queued}
+        self.panel.show_sources(self.queue.items, self._thumbs)
         self._show_selected()
         self.queue_changed.emit()
 

@@ -114,6 +114,12 @@ def form_values(
         values["negative_prompt"] = found.negative_prompt
     if found.seed is not None:
         values["seed"] = found.seed
+    request = found.request or {}
+    if request.get("init_image"):
+        # One of our upscales: its faithfulness position (or numbers) and colour fix come back.
+        for key in ("faithfulness", "strength", "color_fix"):
+            if key in request:
+                values[key] = request[key]
     from demofusion_app.models.lookup import recorded_model, resolve_model
 
     recorded = recorded_model(found)
@@ -256,6 +262,19 @@ class SourceQueue:
     def __init__(self) -> None:
         self.items: list[Source] = []
         self.running: int | None = None
+        self.paused = False  # the run in progress finishes; the next one waits for resume
+
+    def move(self, index: int, to: int) -> bool:
+        """Put the picture at `index` at position `to` (the running one too: it keeps running);
+        False when either is outside the queue or they are the same."""
+        count = len(self.items)
+        if not (0 <= index < count and 0 <= to < count) or index == to:
+            return False
+        running = self.items[self.running] if self.running is not None else None
+        self.items.insert(to, self.items.pop(index))
+        if running is not None:
+            self.running = next(i for i, s in enumerate(self.items) if s is running)
+        return True
 
     def __len__(self) -> int:
         return len(self.items)

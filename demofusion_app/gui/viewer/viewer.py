@@ -85,6 +85,8 @@ class ComparisonViewer(QWidget):
         self._background = background if background is not None else Background(self)
         self._exporting = False
         self._images: dict[str, TiledImage] = {}
+        # Baselines (the GAN's enlargement) are listed to compare with but never picked by default.
+        self._baselines: set[str] = set()
         self._before: str | None = None
         self._after: str | None = None
         self._auto_pair = True
@@ -94,6 +96,7 @@ class ComparisonViewer(QWidget):
         self._last_zoom = 0.0
         self.geometry_size: tuple[int, int] = (0, 0)
 
+        self.empty_hint = EMPTY_TEXT  # what the empty area says; the window sets it per mode
         self.primary = ImageView(self)
         self.primary.setObjectName("viewerPrimary")
         self.secondary = ImageView(self)
@@ -233,6 +236,7 @@ class ComparisonViewer(QWidget):
         """Replace all images with the named images of a run; compare the first against the last."""
         tiled = [(name, TiledImage.from_source(source)) for name, source in images]
         self._images = dict(tiled)
+        self._baselines = set()
         self._auto_pair = True
         self._refresh(keep_state=False)
 
@@ -241,6 +245,19 @@ class ComparisonViewer(QWidget):
         tiled = TiledImage.from_source(image)
         self._images[name] = tiled
         self._refresh(keep_state=True)
+
+    def add_baseline(self, name: str, image: ImageSource) -> None:
+        """Add (or replace) an image to compare with, such as the GAN's; the default pair (first
+        against last) leaves it out."""
+        self._baselines.add(name)
+        self.add_image(name, image)
+
+    def remove_baseline(self, name: str) -> None:
+        """Take a baseline away (its source changed); the comparison falls back to the run's pair."""
+        if name in self._baselines and name in self._images:
+            del self._images[name]
+            self._baselines.discard(name)
+            self._refresh(keep_state=True)
 
     def show_single(self, name: str) -> None:
         """Show the image `name` alone."""
@@ -276,6 +293,7 @@ class ComparisonViewer(QWidget):
     def clear(self) -> None:
         """Forget every image."""
         self._images = {}
+        self._baselines = set()
         self._auto_pair = True
         self._refresh(keep_state=False)
 
@@ -325,7 +343,7 @@ class ComparisonViewer(QWidget):
     def _refresh(self, keep_state: bool) -> None:
         names = self.names
         if self._auto_pair or self._before not in self._images or self._after not in self._images:
-            pair = default_pair(names)
+            pair = default_pair([name for name in names if name not in self._baselines])
             self._before, self._after = pair if pair else (None, None)
         for combo, current in ((self.before_combo, self._before), (self.after_combo, self._after)):
             combo.blockSignals(True)
@@ -388,7 +406,7 @@ class ComparisonViewer(QWidget):
         self.primary.set_wipe(mode == "wipe")
         self.secondary.setVisible(mode == "side_by_side")
         self._hold_action.setVisible(self._mode == "toggle")
-        self.primary.empty_text = "" if self._images else EMPTY_TEXT
+        self.primary.empty_text = "" if self._images else self.empty_hint
         for widget in (self.before_combo, self.after_combo):
             widget.setEnabled(bool(self._images))
         self.export_button.setEnabled(bool(self._images) and not self._exporting)

@@ -153,12 +153,15 @@ def exif_entries(image: Image.Image) -> dict[str, Any]:
             value = value.decode("utf-8", errors="replace")
         if isinstance(value, str) and value.strip("\x00 "):
             found[name] = value.strip("\x00 ")
-    # ComfyUI's WebP savers put "prompt:{json}" and "workflow:{json}" into IFD0 text tags; the
-    # JSON is parsed once, later, where its size and depth are checked
+    # ComfyUI's WebP savers put "prompt:{json}" and "workflow:{json}" into IFD0 text tags, and
+    # our JPEG and WebP "demofusion:{json}"; the JSON is parsed once, later, where its size and
+    # depth are checked
     for value in exif.values():
         if isinstance(value, str) and ":" in value:
             key, _, rest = value.partition(":")
-            if key.lower() in ("prompt", "workflow") and rest.lstrip().startswith(("{", "[")):
+            if key.lower() in ("prompt", "workflow", "demofusion") and rest.lstrip().startswith(
+                ("{", "[")
+            ):
                 found[key.lower()] = rest
     return found
 

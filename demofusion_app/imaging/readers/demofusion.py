@@ -20,7 +20,10 @@ _SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc
 
 
 def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
-    data = chunks.json(chunks.texts.get(KEY), f'"{KEY}" text', notes)
+    # PNG keeps it as a text chunk; our JPEG and WebP in EXIF (imaging.images.save_image_atomic)
+    in_exif = KEY not in chunks.texts and KEY in chunks.exif
+    text = chunks.exif.get(KEY) if in_exif else chunks.texts.get(KEY)
+    data = chunks.json(text, "EXIF ImageDescription" if in_exif else f'"{KEY}" text', notes)
     if not isinstance(data, dict) or not isinstance(data.get("request"), dict):
         return None
     request = dict(data["request"])
@@ -43,7 +46,7 @@ def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
         sampler=as_str(data.get("sampler")) or scheduler,
         raw={KEY: data},
         request=request,
-        origin=chunks.origin(KEY),
+        origin="EXIF ImageDescription" if in_exif else chunks.origin(KEY),
         scheduler=scheduler if scheduler in _SCHEDULERS else None,
     )
 
