@@ -14,7 +14,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import APP_NAME, __version__
 from ..engine.faithfulness import DEFAULT_POSITION, POSITION_KEYS, POSITIONS
@@ -34,6 +34,9 @@ from ..engine.request import (
     prompt_too_long,
 )
 from .errors import cli_message
+
+if TYPE_CHECKING:  # jobs imports torch-side modules; the command line loads them only to run
+    from ..jobs import JobOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("generate", "upscale", "batch", "bench", "presets", "models")
@@ -568,9 +571,31 @@ def full_paths_setting() -> bool:
     return bool(SettingsStore().get("metadata_full_paths"))
 
 
+def job_options(args: argparse.Namespace, output: Path, **extra: Any) -> JobOptions:
+    """The job options every command-line run takes from its flags (one picture, a batch's item, a
+    `--count` run); `extra` adds or replaces a command's own (`devices` for a batch's device)."""
+    from ..jobs import JobOptions
+
+    fields: dict[str, Any] = {
+        "output": output,
+        "save_stages": args.save_stages,
+        "save_latents": args.save_latents,
+        "overwrite": args.overwrite,
+        "write_metadata": not args.no_metadata,
+        "preview_every": 0,
+        "allow_pickle": args.allow_pickle,
+        "metadata_full_paths": full_paths_setting(),
+        # the command reads the picture's metadata itself (prepare()); once is enough, and warns once
+        "prompt_from_metadata": False,
+        "devices": devices_option(args),
+    }
+    fields.update(extra)
+    return JobOptions(**fields)
+
+
 def run_generation(args: argparse.Namespace) -> int:
     from ..engine.events import CancelToken
-    from ..jobs import JobOptions, run_job
+    from ..jobs import run_job
     from .progress import TerminalProgress
 
     request = request_from_args(args)
@@ -583,19 +608,11 @@ def run_generation(args: argparse.Namespace) -> int:
         raise UsageError(
             "--save-attention-masks needs patch prompts: add --method accdiffusion or --patch-prompts."
         )
-    options = JobOptions(
-        output=args.output,
-        save_stages=args.save_stages,
-        save_latents=args.save_latents,
-        overwrite=args.overwrite,
-        write_metadata=not args.no_metadata,
-        preview_every=0,
-        allow_pickle=args.allow_pickle,
-        metadata_full_paths=full_paths_setting(),
-        prompt_from_metadata=False,  # prepare() below reads it; once is enough (and warns once)
+    options = job_options(
+        args,
+        args.output,
         attention_masks=masks,
         image_format=getattr(args, "format", None),
-        devices=devices_option(args),
         **_upsampler_options(args),
     )
     from ..jobs import check_output_target, prepare

@@ -27,8 +27,8 @@ from .app import (
     add_generation_args,
     check_model,
     devices_option,
-    full_paths_setting,
     install_interrupt,
+    job_options,
     request_from_args,
 )
 from .errors import cli_message
@@ -281,7 +281,7 @@ def run_item(
     from ..batch import already_done, file_sha256, output_for, request_for
     from ..engine.errors import UserError
     from ..imaging.images import open_image
-    from ..jobs import JobOptions, check_output_target, prepare, run_job
+    from ..jobs import check_output_target, prepare, run_job
 
     started = time.perf_counter()
     try:
@@ -295,18 +295,7 @@ def run_item(
         if already_done(output, request, file_sha256(source), seed_fixed=seed_fixed):
             item.status, item.output = "skipped", "skipped"
             return
-        options = JobOptions(
-            output=output,
-            save_stages=args.save_stages,
-            save_latents=args.save_latents,
-            overwrite=args.overwrite,
-            write_metadata=not args.no_metadata,
-            preview_every=0,
-            allow_pickle=args.allow_pickle,
-            metadata_full_paths=full_paths_setting(),
-            prompt_from_metadata=False,
-            devices=devices,
-        )
+        options = job_options(args, output, devices=devices)
         check_output_target(output, options, source, name_hint="--output-dir or --name")
         result = run_job(request, options, progress, cancel, cache=cache, source=picture)
     except UserError as exc:
@@ -326,7 +315,7 @@ def run_item(
 def run_count(args: argparse.Namespace) -> int:
     """`generate --count N`: N pictures with seeds seed, seed+1, ... named `{stem}-{seed}.png`."""
     from ..engine.events import CancelToken
-    from ..jobs import JobOptions, check_output_target, choose_seed, prepare, run_job
+    from ..jobs import check_output_target, choose_seed, prepare, run_job
     from ..models.cache import ModelCache
     from .progress import TerminalProgress
 
@@ -340,22 +329,8 @@ def run_count(args: argparse.Namespace) -> int:
     seeds = [(request.seed + k) % 2**32 for k in range(args.count)]
     outputs = [args.output.with_name(f"{args.output.stem}-{seed}.png") for seed in seeds]
 
-    def options_for(output: Path) -> JobOptions:
-        return JobOptions(
-            output=output,
-            save_stages=args.save_stages,
-            save_latents=args.save_latents,
-            overwrite=args.overwrite,
-            write_metadata=not args.no_metadata,
-            preview_every=0,
-            allow_pickle=args.allow_pickle,
-            metadata_full_paths=full_paths_setting(),
-            prompt_from_metadata=False,
-            devices=devices_option(args),
-        )
-
     for output in outputs:  # every name checked before the model loads
-        check_output_target(output, options_for(output), name_hint="--output")
+        check_output_target(output, job_options(args, output), name_hint="--output")
     cache, cancel = ModelCache(), CancelToken()
     install_interrupt(cancel)
     try:
@@ -363,7 +338,7 @@ def run_count(args: argparse.Namespace) -> int:
             one, _ = prepare(request.replace(seed=seed))
             progress = TerminalProgress(sys.stderr, announce=f"Seed: {seed}")
             try:
-                result = run_job(one, options_for(output), progress, cancel, cache=cache)
+                result = run_job(one, job_options(args, output), progress, cancel, cache=cache)
             finally:
                 progress.close()
             if result.cancelled:
