@@ -29,6 +29,7 @@ from .engine.events import (
     StageStarted,
     StepDone,
 )
+from .engine.geometry import model_family, model_geometry
 from .engine.request import AUTO, Request, validate
 
 if TYPE_CHECKING:
@@ -341,9 +342,11 @@ def _png_text(
     stages: int,
     files: Any = None,
     full_paths: bool = False,
+    family: str | None = None,
 ) -> dict[str, str]:
     """The text chunks of one picture; `files` is the run's `describe_files` record (hashed once
-    per run, before the first picture), `full_paths` the `metadata_full_paths` setting."""
+    per run, before the first picture), `full_paths` the `metadata_full_paths` setting, `family` the
+    model's ("flux" pictures are written the way FLUX tools read them)."""
     from .engine.schedulers import LABELS
     from .imaging.metadata import png_text_chunks
     from .store.filenames import model_label
@@ -360,6 +363,7 @@ def _png_text(
         extra=extra,
         files=files,
         full_paths=full_paths,
+        family=family,
     )
 
 
@@ -684,6 +688,7 @@ class _Run:
                     stages,
                     self.files,
                     self.options.metadata_full_paths,
+                    model_family(self.pipeline),
                 )
                 if self.options.write_metadata
                 else None
@@ -739,15 +744,16 @@ def _auto_view_batch(pipe: Any, request: Request, plan: Plan) -> int:
         cuda_peak_bytes,
         probe_device,
     )
+    from .models.loader import denoiser_of
     from .store.paths import store_paths
 
     device = torch.device(pipe._execution_device)
     return auto_view_batch(
         probe_device(str(device)),
         model=f"{request.model}|{request.memory_mode}",
-        dtype=str(pipe.unet.dtype).removeprefix("torch."),
+        dtype=str(denoiser_of(pipe).dtype).removeprefix("torch."),
         cfg=plan.cfg,
-        window=int(pipe.unet.config.sample_size),
+        window=model_geometry(pipe).window,
         cache_file=store_paths().cache_dir / VIEW_BATCH_CACHE_FILE,
         peak_bytes=cuda_peak_bytes(pipe, cfg=plan.cfg),
         free_bytes=lambda: cuda_free_bytes(device),
@@ -818,9 +824,13 @@ def load_spec(request: Request, options: JobOptions, source: Image | None = None
         prediction_type=request.prediction_type,
         allow_pickle=options.allow_pickle,
         controlnets=tuple(path for path, _ in request.controlnets),
+        text_encoders=request.text_encoders,
+        quantize=request.quantize,
+        compile=request.compile,
         peak_pixels=_peak_pixels(request, source),
         # auto is measured once the model is loaded; the memory mode is chosen for the smallest batch.
         view_batch_size=1 if request.view_batch_size == AUTO else request.view_batch_size,
+        whole_picture=request.dype,
     )
 
 

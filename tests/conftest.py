@@ -68,3 +68,11 @@ def tiny_sdxl_pipe(tiny_sdxl_dir: Path):
     pipeline = DiffusionPipeline.from_pretrained(str(tiny_sdxl_dir))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny FLUX.1-dev-shaped diffusers folder: 128 px native, window 16 latents."""
+    from demofusion_app.models.synthetic_flux import save_tiny_flux
+
+    return save_tiny_flux(tmp_path_factory.mktemp("tiny-flux") / "flux")

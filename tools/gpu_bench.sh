@@ -10,12 +10,35 @@
 #   3. bench --compile --quantize fp8, 2048^2 x 50, 1 run (refused at once without
 #      torchao or fp8; else the graphs again, from the cache where shared)             limit 90 s
 # Each step has its own timeout, so the whole script ends within 660 s even where one step overruns.
+#
+#   tools/gpu_bench.sh --flux [--tiny] [OUT_DIR]
+#
+# FLUX.1-dev-shaped figures instead (tools/gpu_bench_flux.py: bf16 and fp8, DemoFusion and DyPE at
+# 2048^2, and 2048^2 under a 24 GiB cap with the auto choices), a session of its own: the script keeps
+# to a 600 s budget (build ~60 s, each part 1-2 min at 4 steps per stage), limit 660 s; --tiny: the
+# tiny FLUX pipeline on the CPU, under 2 minutes.
 set -u -o pipefail
 TINY=0
-if [ "${1:-}" = "--tiny" ]; then TINY=1; shift; fi
+FLUX=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tiny) TINY=1; shift ;;
+    --flux) FLUX=1; shift ;;
+    *) break ;;
+  esac
+done
+PY="${PYTHON:-python}"
+if [ "$FLUX" = 1 ]; then
+  OUT="${1:-${OUT:-bench-out}}"
+  mkdir -p "$OUT"
+  if [ "$TINY" = 1 ]; then FLUX_ARGS=(--tiny); LIMIT=120; else FLUX_ARGS=(--budget 600); LIMIT=660; fi
+  echo "== FLUX: bf16 and fp8, DemoFusion and DyPE, 24 GiB with auto"
+  timeout "$LIMIT" "$PY" tools/gpu_bench_flux.py "${FLUX_ARGS[@]}" --json "$OUT/flux.json" 2>&1 \
+    | tee "$OUT/flux.txt"
+  exit $?
+fi
 REF="${1:-/work/reference/demofusion}"
 OUT="${2:-${OUT:-bench-out}}"
-PY="${PYTHON:-python}"
 mkdir -p "$OUT"
 # The compile cache stays out of OUT (it is large and is no figure).
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-${TMPDIR:-/tmp}/df-inductor-cache}"

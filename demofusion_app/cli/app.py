@@ -24,9 +24,11 @@ from ..engine.request import (
     DEFAULT_PATCH_PROMPTS,
     DEVICES,
     DTYPES,
+    FLUX_GUIDANCE,
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
     METHODS,
+    QUANTIZE,
     SCHEDULERS,
     TIMESTEP_SPACINGS,
     Request,
@@ -36,17 +38,19 @@ from ..engine.request import (
 from .errors import cli_message
 
 if TYPE_CHECKING:  # jobs imports torch-side modules; the command line loads them only to run
+    from ..engine.geometry import Geometry
     from ..jobs import JobOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_OOM, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 SUBCOMMANDS = ("generate", "upscale", "batch", "bench", "presets", "models")
 
-# Every Request field has a flag whose argparse dest is the field's name, except the two below that
-# their own flags give (FILE=WEIGHT pairs, and upscale's positional picture).
+# Every Request field has a flag whose argparse dest is the field's name, except the ones below that
+# their own flags give (FILE=WEIGHT pairs, upscale's positional picture, and `dype`, which `--method
+# dype` sets in `_with_method`).
 REQUEST_FLAGS = tuple(
     f.name
     for f in dataclasses.fields(Request)
-    if f.name not in ("loras", "controlnets", "init_image")
+    if f.name not in ("loras", "controlnets", "init_image", "dype")
 )
 
 
@@ -164,11 +168,16 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
     g.add_argument(
         "--guidance",
         type=float,
-        help="classifier-free guidance scale (default 7.5; 1 or less turns guidance off)",
+        help="how closely to follow the prompt (default 7.5; 1 or less turns guidance off); for a "
+        f"FLUX model the guidance it was distilled with (default {FLUX_GUIDANCE:g}; schnell ignores it)",
     )
     g.add_argument("--guidance-rescale", type=float, help="guidance rescale, 0-1 (default 0)")
     g.add_argument("--seed", type=int, help="random seed (default: a new one, printed)")
-    g.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default euler)")
+    g.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        help="sampler (default euler; FLUX models sample with euler only)",
+    )
     g.add_argument(
         "--timestep-spacing",
         choices=TIMESTEP_SPACINGS,
@@ -197,11 +206,16 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         const=False,
         help="do not jitter the local windows",
     )
-    acc = p.add_argument_group("AccDiffusion: no repeated objects (docs/algorithm.md rules 35-41)")
+    acc = p.add_argument_group(
+        "method: AccDiffusion (no repeated objects, rules 35-41) or DyPE (FLUX, rules 50-52)"
+    )
     acc.add_argument(
         "--method",
         choices=METHODS,
-        help="demofusion (default) or accdiffusion: patch prompts with c 0.3 and window interaction",
+        help="demofusion (default): the picture in overlapping windows; accdiffusion: windows that "
+        "each keep only the prompt words they show, so objects do not repeat (patch prompts with c "
+        "0.3 and window interaction); dype (FLUX only): every stage as one whole picture, the "
+        "model's sense of position stretched to the larger size",
     )
     acc.add_argument(
         "--patch-prompts",
@@ -260,6 +274,39 @@ def add_generation_args(p: argparse.ArgumentParser, *, upscale: bool) -> None:
         default=[],
         metavar="FILE=WEIGHT",
         help="a LoRA file and its weight; repeatable",
+    )
+    f = p.add_argument_group("FLUX (docs/algorithm.md rules 44-52)")
+    f.add_argument(
+        "--true-cfg",
+        type=float,
+        metavar="X",
+        help="FLUX: also steer away from the negative prompt, at twice the time per step; 1 is off "
+        "(default), about 4 is usual",
+    )
+    f.add_argument(
+        "--text-encoder",
+        dest="text_encoders",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="FLUX: a text encoder file (T5-XXL or CLIP-L) for a model file that holds only the "
+        "transformer; repeatable, give both",
+    )
+    h.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        help="fp8: keep the model's largest weights (the denoiser, and FLUX's T5) in 8 bits, about "
+        "half the memory, with a little loss of detail; auto: fp8 only where the model needs it to "
+        "fit the card (FLUX on cards under about 34 GB); none: as stored (default: the quantize "
+        "setting, auto)",
+    )
+    h.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="compile the denoiser for this GPU: the first run takes minutes longer, later steps "
+        "are faster; where it cannot, it runs as usual and says so (default: the compile setting, "
+        "auto: on for CUDA GPUs where compiling works, off elsewhere)",
     )
     c = p.add_argument_group("ControlNet")
     c.add_argument(
@@ -427,6 +474,8 @@ def request_from_args(args: argparse.Namespace) -> Request:
     from ..store.preset_store import values_for_cli
 
     given = {k: getattr(args, k) for k in REQUEST_FLAGS if getattr(args, k, None) is not None}
+    if "compile" in given:  # --compile / --no-compile
+        given["compile"] = "on" if given["compile"] else "off"
     for name in ("prompt", "negative_prompt"):
         text = given.get(name)
         if isinstance(text, str) and prompt_too_long(text):
@@ -452,6 +501,8 @@ def request_from_args(args: argparse.Namespace) -> Request:
             raise UsageError(str(exc)) from exc
     if getattr(args, "image", None) is not None:
         given["init_image"] = str(args.image)
+    if given.get("text_encoders") is not None:
+        given["text_encoders"] = _text_encoders(given["text_encoders"])
     if args.command == "upscale" and "scale" in given and ("width" in given or "height" in given):
         raise UsageError("Give either --scale or --width/--height, not both.")
     if "model" not in given:
@@ -473,6 +524,10 @@ def request_from_args(args: argparse.Namespace) -> Request:
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
     values = _with_method(values, args)
+    values = _with_family_defaults(values, geometry)
+    # Neither a flag nor the preset: this machine's settings.
+    values.setdefault("quantize", hardware_setting("quantize"))
+    values.setdefault("compile", hardware_setting("compile"))
     if args.command == "generate":
         for name in ("scale", "strength", "color_fix", "faithfulness"):
             values.pop(name, None)
@@ -482,7 +537,9 @@ def request_from_args(args: argparse.Namespace) -> Request:
 
 
 def _with_method(values: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """`--method` sets both AccDiffusion parts (over a preset's); `--patch-prompts C` given beside it wins."""
+    """`--method` sets both AccDiffusion parts and DyPE (over a preset's): accdiffusion turns the two
+    AccDiffusion parts on and DyPE off, dype the reverse, demofusion all three off; `--patch-prompts C`
+    given beside accdiffusion wins."""
     method = getattr(args, "method", None)
     if method is None:
         return values
@@ -493,7 +550,38 @@ def _with_method(values: dict[str, Any], args: argparse.Namespace) -> dict[str, 
         (given if given is not None else DEFAULT_PATCH_PROMPTS) if on else None
     )
     values["window_interaction"] = on
+    values["dype"] = method == "dype"
     return values
+
+
+def _with_family_defaults(values: dict[str, Any], geometry: Geometry) -> dict[str, Any]:
+    """For a model that takes its guidance as an input (FLUX), the defaults that fit it where neither
+    a flag nor the preset gave a value: the distilled guidance 3.5 instead of the UNet's 7.5, and Euler
+    (rule 47). A value the user gave stays, and the engine refuses what FLUX cannot do."""
+    if not geometry.guidance_in_model:
+        return values
+    values = dict(values)
+    values.setdefault("guidance", FLUX_GUIDANCE)
+    values.setdefault("scheduler", "euler")
+    return values
+
+
+def _text_encoders(paths: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`--text-encoder FILE`s, each an existing file (told before any model loads)."""
+    for path in paths:
+        if not Path(path).expanduser().is_file():
+            raise UsageError(
+                f"--text-encoder {path}: no such file; give a T5-XXL or CLIP-L .safetensors file."
+            )
+    return tuple(str(path) for path in paths)
+
+
+def hardware_setting(name: str) -> str:
+    """The `quantize` or `compile` setting: what a run uses when neither a flag (--quantize,
+    --compile/--no-compile) nor the preset says."""
+    from ..store.settings import SettingsStore
+
+    return str(SettingsStore().get(name))
 
 
 def check_model(args: argparse.Namespace, model: str) -> None:

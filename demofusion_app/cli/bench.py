@@ -324,8 +324,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
     flops = _flops_per_evaluation(pipe, geo.base, device)
     if quantize == "fp8":
-        K.quantize_fp8(pipe.unet)
-        print("quantize: fp8 (torchao float8 dynamic, linear layers)")
+        from ..models.quantize import quantize_fp8
+
+        report = quantize_fp8(pipe.unet, pipe.unet.dtype, backend="torchao", device=device)
+        print(f"quantize: {report.describe()} (torchao float8 dynamic)")
     compiled = False
     if getattr(args, "compile", False):
         from ..store.paths import store_paths

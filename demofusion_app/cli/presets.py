@@ -18,6 +18,7 @@ from ..engine.faithfulness import POSITION_KEYS
 from ..engine.request import (
     COLOR_FIXES,
     MEMORY_MODES,
+    QUANTIZE,
     SCHEDULERS,
     TIMESTEP_SPACINGS,
     parse_view_batch,
@@ -71,6 +72,21 @@ GENERATION_FLAGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
     ("--color-fix", "color_fix", {"choices": COLOR_FIXES, "help": "upscale colour fix"}),
     ("--memory-mode", "memory_mode", {"choices": MEMORY_MODES}),
+    ("--true-cfg", "true_cfg", {"type": float, "help": "FLUX true CFG scale (1: off)"}),
+    (
+        "--quantize",
+        "quantize",
+        {"choices": QUANTIZE, "help": "fp8 weights; auto: fp8 where the model needs it"},
+    ),
+    (
+        "--dype",
+        "dype",
+        {
+            "action": "store_const",
+            "const": True,
+            "help": "FLUX: DyPE instead of DemoFusion's views",
+        },
+    ),
 )
 
 

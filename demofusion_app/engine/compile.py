@@ -1,9 +1,11 @@
-"""Making each UNet evaluation cheaper: torch.compile, equal view chunks, fp8, and the cards' peaks.
+"""Making each denoiser evaluation cheaper: torch.compile, equal view chunks, fp8, and the cards' peaks.
 
-`compile_unet` compiles the UNet's forward in place (hooks, `.dtype` and `.config` keep working) and
-falls back to eager with a one-line reason where the inductor toolchain does not work (no Triton for a
-GPU, no C compiler for the CPU). Compiled UNets get views in equal chunks (`equal_chunks`) so that each
-view shape gives at most two graph shapes and no chunk is mostly padding.
+`compile_denoiser` compiles the forward of a UNet or a FLUX transformer in place (hooks, `.dtype` and
+`.config` keep working) and falls back to eager with a one-line reason where the inductor toolchain does not
+work (no Triton for a GPU, no C compiler for the CPU); `compile_unet` is the same for a UNet. Compiled
+denoisers get views in equal chunks (`equal_chunks`) so that each view shape gives at most two graph shapes
+and no chunk is mostly padding. The fp8 weights themselves are `models/quantize.py`'s; `fp8_refusal` says
+where fp8 *compute* (what makes a run faster, not only smaller) is unavailable.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def max_chunk(batch_size: int) -> int:
     return max(1, batch_size) + int(max(1, batch_size) * OVERSHOOT)
 
 
-def is_compiled(unet: Any) -> bool:
-    return bool(getattr(unet, COMPILED_MARK, False))
+def is_compiled(model: Any) -> bool:
+    """Whether `compile_denoiser` compiled this UNet or transformer."""
+    return bool(getattr(model, COMPILED_MARK, False))
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,27 @@ def _missing_toolchain(device: Any) -> str | None:
     return f"torch.compile is not used on {device.type}"
 
 
+def toolchain_problem(device: Any) -> str | None:
+    """Why torch.compile cannot build kernels for `device` (no Triton for a GPU, no C compiler for the CPU, a
+    device it is not used on), or None where the toolchain is there. Cheap (no compile): a face can use it to
+    default compiling on where it works, and `compile_denoiser` still falls back if a real compile fails."""
+    return _missing_toolchain(device)
+
+
+def denoiser_name(model: Any) -> str:
+    """ "transformer" for a DiT such as FLUX's, else "UNet": how messages name the denoiser."""
+    return "transformer" if "Transformer" in type(model).__name__ else "UNet"
+
+
 def compile_unet(unet: Any, device: Any, cache_dir: str | os.PathLike[str]) -> CompileOutcome:
     """Compile `unet` in place for `device`, or leave it eager and say why (never raises).
     Compiled kernels are cached under `cache_dir` (see `cache_folder`)."""
+    return compile_denoiser(unet, device, cache_dir)
+
+
+def compile_denoiser(model: Any, device: Any, cache_dir: str | os.PathLike[str]) -> CompileOutcome:
+    """Compile the denoiser `model` (a UNet or a FLUX transformer) in place for `device`, or leave it eager
+    and say why (never raises). Compiled kernels are cached under `cache_dir` (see `cache_folder`)."""
     import torch
 
     missing = _missing_toolchain(device)
@@ -120,14 +141,16 @@ def compile_unet(unet: Any, device: Any, cache_dir: str | os.PathLike[str]) -> C
     if missing is not None:
         return CompileOutcome(False, f"compile: fell back to eager ({missing})")
     if device.type == "cuda":
-        unet.to(memory_format=torch.channels_last)
+        # Channels-last suits a UNet's convolutions; a transformer's 2-D weights are left as they are.
+        model.to(memory_format=torch.channels_last)
     # One graph per view shape: dynamic=False, and a cache large enough for every stage's shapes.
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
     # The forward, not the module: forward hooks (the bench's timers) stay outside the graph.
-    unet.forward = torch.compile(unet.forward, dynamic=False)
-    setattr(unet, COMPILED_MARK, True)
+    model.forward = torch.compile(model.forward, dynamic=False)
+    setattr(model, COMPILED_MARK, True)
     return CompileOutcome(
-        True, f"compile: compiled the UNet (inductor, cache {cache_folder(cache_dir)})"
+        True,
+        f"compile: compiled the {denoiser_name(model)} (inductor, cache {cache_folder(cache_dir)})",
     )
 
 
@@ -149,13 +172,6 @@ def fp8_refusal(device: Any) -> str | None:
     except ImportError:
         return f"fp8 quantisation needs torchao, which is not installed: {TORCHAO_HINT}."
     return None
-
-
-def quantize_fp8(unet: Any) -> None:
-    """torchao float8 dynamic quantisation of the UNet's linear layers (call after `fp8_refusal`)."""
-    from torchao.quantization import float8_dynamic_activation_float8_weight, quantize_
-
-    quantize_(unet, float8_dynamic_activation_float8_weight())
 
 
 def peak_tflops(device: Any) -> float | None:

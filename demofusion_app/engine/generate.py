@@ -14,7 +14,7 @@ from .control import Control, ControlNetUnit, picture_tensor
 from .events import CancelToken, StagePreview
 from .geometry import model_family, model_geometry
 from .plan import Plan, make_plan
-from .request import Request, validate
+from .request import Request, RequestError, validate
 from .sampler import DemoFusionSampler, StageOutput
 
 
@@ -63,14 +63,27 @@ def run_stages(
         from .upsample import place_upscaler
 
         upscaler = place_upscaler(upscaler, device, pipe.vae.dtype)
-    embeddings = encode_prompts(
-        pipe,
-        request.prompt,
-        request.negative_prompt,
-        cfg=plan.cfg,
-        device=device,
-        dtype=pipe.unet.dtype,
-    )
+    family = model_family(pipe)
+    if family == "flux":
+        from .flux import encode_flux_prompts
+
+        if len(devices) > 1:
+            raise RequestError(
+                "devices",
+                "Several GPUs share a UNet's views; a FLUX model runs on one GPU here. Choose one device.",
+            )
+        embeddings: Any = encode_flux_prompts(
+            pipe, request.prompt, request.negative_prompt, cfg=plan.cfg, device=device
+        )
+    else:
+        embeddings = encode_prompts(
+            pipe,
+            request.prompt,
+            request.negative_prompt,
+            cfg=plan.cfg,
+            device=device,
+            dtype=pipe.unet.dtype,
+        )
     initial = None
     if source is not None:
         from PIL import Image
@@ -87,7 +100,6 @@ def run_stages(
         initial = encode_image(pipe.vae, picture, generator, device=device, dtype=pipe.vae.dtype)
         if on_input is not None:
             on_input(initial)
-    family = model_family(pipe)
 
     def preview(stage: int, step: int, latents: torch.Tensor) -> None:
         emit(StagePreview(stage, step, preview_rgb(latents, family)))

@@ -24,7 +24,8 @@ class Stage:
     """One pass of the sampler.
 
     `kind` is "base" (plain sampling from noise, stage 1 of text to image, or direct inference) or
-    "demofusion" (skip residual, local windows and dilated sub-lattices). `dilation` is the factor k of rule 16.
+    "demofusion" (skip residual, local windows and dilated sub-lattices), or "dype" (skip residual and the whole
+    latent as one view with extrapolated positions, rule 52). `dilation` is the factor k of rule 16.
     """
 
     index: int
@@ -44,7 +45,7 @@ class Stage:
 
     def views(self, dilated: bool = True) -> int:
         """UNet evaluations per step (one CFG half); rule 28."""
-        if self.kind == "base":
+        if self.kind in ("base", "dype"):
             return 1
         return self.windows + (self.dilation * self.dilation if dilated else 0)
 
@@ -78,7 +79,14 @@ class Plan:
 
     def describe(self) -> str:
         parts = [
-            f"{s.width}x{s.height}" + (f" (k {s.dilation})" if s.kind != "base" else "")
+            f"{s.width}x{s.height}"
+            + (
+                f" (k {s.dilation})"
+                if s.kind == "demofusion"
+                else " (DyPE)"
+                if s.kind == "dype"
+                else ""
+            )
             for s in self.stages
         ]
         return (
@@ -190,6 +198,44 @@ def _check_scaled_target(request: Request, source_size: tuple[int, int], th: int
     )
 
 
+def _check_family(request: Request, geo: Geometry) -> None:
+    """What a request may ask of this kind of model: FLUX (a transformer taking guidance as input) samples
+    with Euler only and has no AccDiffusion or ControlNets here; DyPE and true CFG are FLUX's (rules 44-52)."""
+    if not geo.guidance_in_model:
+        if request.dype:
+            raise RequestError(
+                "dype",
+                "DyPE extrapolates a transformer's positions and works with FLUX models; choose DemoFusion "
+                "or AccDiffusion for this model, or load a FLUX model.",
+            )
+        if request.true_cfg != 1.0:
+            raise RequestError(
+                "true_cfg",
+                "True CFG is for FLUX models; this model uses the guidance scale. Set true CFG to 1.",
+            )
+        return
+    if request.scheduler != "euler":
+        raise RequestError(
+            "scheduler",
+            "FLUX models sample with Euler (flow matching); choose the Euler scheduler.",
+        )
+    if request.patch_prompts is not None or request.window_interaction:
+        raise RequestError(
+            "patch_prompts",
+            "AccDiffusion reads a UNet's attention maps, which FLUX models do not have; choose DemoFusion "
+            "or DyPE for a FLUX model.",
+        )
+    if request.controlnets:
+        raise RequestError(
+            "controlnets",
+            "The ControlNets here are for SDXL and SD 1.5; remove them to run a FLUX model.",
+        )
+    if not math.isfinite(request.true_cfg) or not 1.0 <= request.true_cfg <= 30.0:
+        raise RequestError(
+            "true_cfg", f"True CFG {request.true_cfg} is out of range; use 1 (off) to 30, e.g. 4."
+        )
+
+
 def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | None = None) -> Plan:
     """The stage plan of a (validated) request; `source_size` is the picture's (height, width) to upscale."""
     stride = request.stride if request.stride is not None else geo.default_stride()
@@ -199,7 +245,10 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
             f"Stride {stride} is wider than the model's window of "
             f"{geo.window}; use at most {geo.window}.",
         )
-    cfg = request.guidance > 1.0
+    _check_family(request, geo)
+    # A model that takes guidance as an input (FLUX) runs CFG only when true CFG is asked for (rule 47).
+    cfg = request.true_cfg > 1.0 if geo.guidance_in_model else request.guidance > 1.0
+    later = "dype" if request.dype else "demofusion"
     if request.is_upscale:
         if source_size is None:
             raise ValueError("an upscale plan needs the picture's size")
@@ -213,7 +262,7 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
         else:
             sizes = upscale_sizes(*source_size, th, tw, geo)
             stages = tuple(
-                _stage(i + 1, h, w, k, "demofusion", geo, stride, start)
+                _stage(i + 1, h, w, k, later, geo, stride, start)
                 for i, (h, w, k) in enumerate(sizes)
             )
             eh_ew = (sizes[0][0], sizes[0][1])
@@ -225,7 +274,7 @@ def make_plan(request: Request, geo: Geometry, source_size: tuple[int, int] | No
     else:
         sizes = text_sizes(h, w, geo)
         stages = tuple(
-            _stage(i + 1, sh, sw, k, "base" if i == 0 else "demofusion", geo, stride)
+            _stage(i + 1, sh, sw, k, "base" if i == 0 else later, geo, stride)
             for i, (sh, sw, k) in enumerate(sizes)
         )
     return Plan(h, w, request.steps, stages, cfg, request.dilated)

@@ -31,9 +31,17 @@ CONTROL_PREPROCESSORS = ("tile", "canny", "blur", "none")
 MAX_CONTROL_SCALE = 5.0
 # How an upscale's pictures keep the source's colours (demofusion_app/imaging/color_fix.py); pixels only.
 COLOR_FIXES = ("wavelet", "adain", "none")
+# Weights of the denoiser (and T5): auto stores them in fp8 only where the model needs it to fit the card (FLUX
+# on cards below about 34 GiB), none keeps them as stored, fp8 always.
+QUANTIZE = ("auto", "none", "fp8")
+# torch.compile of the denoiser: auto compiles on a CUDA GPU whose toolchain works and runs eager elsewhere,
+# without a word; on always tries (and says so when it falls back); off never compiles.
+COMPILE = ("auto", "on", "off")
+# The distilled guidance FLUX.1-dev was trained around (docs/algorithm.md rule 47); a face's default for FLUX.
+FLUX_GUIDANCE = 3.5
 
 # AccDiffusion (docs/algorithm.md rules 35-41): "accdiffusion" turns on both of its parts; c is the authors' 0.3.
-METHODS = ("demofusion", "accdiffusion")
+METHODS = ("demofusion", "accdiffusion", "dype")
 DEFAULT_PATCH_PROMPTS = 0.3
 
 # Generous guards: beyond these a run would take days or the latents alone would not fit any card.
@@ -89,6 +97,12 @@ class Request:
     # AccDiffusion (docs/algorithm.md rules 35-41): the patch-prompt threshold c (None: off), window interaction
     patch_prompts: float | None = None
     window_interaction: bool = False
+    # FLUX (docs/algorithm.md rules 44-52). `guidance` is then the distilled guidance the model takes as input;
+    # `true_cfg` above 1 adds classifier-free guidance with the negative prompt (two passes per view).
+    true_cfg: float = 1.0
+    # DyPE (rules 50-52): every stage denoises its whole latent as one view with time-dependent position
+    # extrapolation instead of windows and sub-lattices; with `progressive` off, DyPE alone at the target size.
+    dype: bool = False
     # Image to image
     init_image: str | None = None
     scale: float | None = None
@@ -103,6 +117,12 @@ class Request:
     dtype: str = "auto"
     memory_mode: str = "auto"
     prediction_type: str | None = None
+    # Text encoders in files of their own (FLUX's T5-XXL and CLIP-L next to a transformer-only file).
+    text_encoders: tuple[str, ...] = field(default_factory=tuple)
+    # Weights of the denoiser (and T5) stored in fp8 (one of QUANTIZE); `compile`: torch.compile the denoiser
+    # (one of COMPILE). Both "auto" by default: fp8 and compiling where this machine gains from them.
+    quantize: str = "auto"
+    compile: str = "auto"
     # ControlNets (rules 29-34): (file or folder, scale) each; the control image is `control_image` or, when
     # None, the picture being upscaled; start and end hold one value for all or one per ControlNet.
     controlnets: tuple[tuple[str, float], ...] = field(default_factory=tuple)
@@ -130,6 +150,7 @@ class Request:
         data["controlnets"] = [list(pair) for pair in self.controlnets]
         data["control_start"] = list(self.control_start)
         data["control_end"] = list(self.control_end)
+        data["text_encoders"] = list(self.text_encoders)
         return data
 
     def control_window(self, unit: int) -> tuple[float, float]:
@@ -150,6 +171,8 @@ class Request:
         if kwargs.get("controlnets") is not None:
             pairs = kwargs["controlnets"]
             kwargs["controlnets"] = tuple((str(p), float(w)) for p, w in pairs)  # type: ignore[union-attr]
+        if kwargs.get("text_encoders") is not None:
+            kwargs["text_encoders"] = tuple(str(p) for p in kwargs["text_encoders"])  # type: ignore[union-attr]
         for name in ("control_start", "control_end"):
             value = kwargs.get(name)
             if isinstance(value, (int, float)):
@@ -368,6 +391,16 @@ def validate(request: Request, window: int | None = None) -> Request:
         raise RequestError(
             "prediction_type", "Prediction type must be epsilon or v_prediction (or left unset)."
         )
+    if r.quantize not in QUANTIZE:
+        raise RequestError(
+            "quantize", f"Unknown quantisation {r.quantize!r}; choose one of {', '.join(QUANTIZE)}."
+        )
+    if r.compile not in COMPILE:
+        raise RequestError(
+            "compile", f"Unknown compile setting {r.compile!r}; choose one of {', '.join(COMPILE)}."
+        )
+    if not isinstance(r.dype, bool):
+        raise RequestError("dype", "DyPE is on or off.")
     _check_control(r)
     return r
 

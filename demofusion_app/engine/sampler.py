@@ -9,6 +9,7 @@ same call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from . import mechanisms as M
 from . import views as V
 from .compile import equal_chunks, is_compiled, max_chunk
 from .events import CancelToken, StageStarted, StepDone
-from .geometry import model_geometry
+from .flux import native_tokens as flux_native_tokens
+from .geometry import model_family, model_geometry
 from .mechanisms import LocalViews, Predict, Views
 from .plan import Plan, Stage
 from .request import Request
@@ -29,6 +31,12 @@ from .schedulers import STOCHASTIC, NoiseLevels, make_scheduler, set_schedule
 from .variation import Variation
 
 Emit = Callable[[object], None]
+
+
+def scale_input(scheduler: Any, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The scheduler's input scaling at step t; flow-matching schedulers have none (rule 48)."""
+    scale = getattr(scheduler, "scale_model_input", None)
+    return x if scale is None else scale(x, t)
 
 
 def rescale_guidance(cfg: torch.Tensor, text: torch.Tensor, factor: float) -> torch.Tensor:
@@ -240,9 +248,30 @@ class DemoFusionSampler:
         self.stride = (
             request.stride if request.stride is not None else self.geometry.default_stride()
         )
-        self.denoiser = Denoiser(
-            pipe, request, plan, embeddings, self.device, cancel, request.view_batch
-        )
+        self.flux = model_family(pipe) == "flux"
+        self.denoiser: Any
+        if self.flux:
+            # A flow-matching transformer (rules 44-49): another model call, the same loop.
+            from .flux import FluxDenoiser
+
+            self.denoiser = FluxDenoiser(
+                pipe,
+                embeddings,
+                guidance=request.guidance,
+                true_cfg=request.true_cfg,
+                cfg=plan.cfg,
+                device=self.device,
+                cancel=cancel,
+                batch_size=request.view_batch,
+            )
+            first = plan.stages[0]
+            self.native_tokens = flux_native_tokens(
+                self.geometry.window, (first.latent_height, first.latent_width)
+            )
+        else:
+            self.denoiser = Denoiser(
+                pipe, request, plan, embeddings, self.device, cancel, request.view_batch
+            )
         self.local_views = local_views
         self.predict = predict or self.denoiser.predict
         if predict is None and len(devices) > 1:
@@ -275,10 +304,34 @@ class DemoFusionSampler:
             corrector=stage.kind == "base",
             spacing=self.request.timestep_spacing,
         )
-        set_schedule(scheduler, self.plan.steps, device=self.device)
+        mu = None
+        if self.flux:
+            from .flux import time_shift_mu
+
+            # Rule 46: the shift of a native-size view; DyPE stages shift by max_shift (rule 52).
+            tokens = self.native_tokens
+            if self._extrapolated(stage):
+                tokens = int(scheduler.config.get("max_image_seq_len", tokens))
+            mu = time_shift_mu(tokens, scheduler.config)
+        set_schedule(scheduler, self.plan.steps, device=self.device, mu=mu)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(stage.start_step)
         return scheduler
+
+    def _extrapolated(self, stage: Stage) -> bool:
+        """True where this stage runs DyPE (rule 52): asked for, and larger than a native view."""
+        if not (self.flux and self.request.dype):
+            return False
+        window = self.geometry.window
+        return stage.latent_height * stage.latent_width > window * window
+
+    def _dype(self, stage: Stage) -> Any:
+        """The block inside which this stage's views get DyPE positions (rules 50-52); inert elsewhere."""
+        if not self._extrapolated(stage):
+            return contextlib.nullcontext()
+        native = self.geometry.window // 2
+        tokens = (stage.latent_height // 2, stage.latent_width // 2)
+        return self.denoiser.extrapolating(tokens, (native, native))
 
     def _events(self, stage: Stage, step: int) -> None:
         plan = self.plan
@@ -346,6 +399,9 @@ class DemoFusionSampler:
                 latents = self._base_stage(stage, latents)
                 if self.initial is None:
                     self.anchor = M.anchor_of(latents)
+            elif stage.kind == "dype":
+                assert latents is not None and self.anchor is not None
+                latents = self._dype_stage(stage, latents)
             else:
                 assert latents is not None and self.anchor is not None
                 latents = self._demofusion_stage(stage, latents)
@@ -355,23 +411,40 @@ class DemoFusionSampler:
     def _base_stage(self, stage: Stage, source: torch.Tensor | None) -> torch.Tensor:
         """Plain sampling (rule 5): from noise, or from a picture's latents noised to the start step."""
         scheduler = self._new_scheduler(stage)
-        shape = (1, self.pipe.unet.config.in_channels, stage.latent_height, stage.latent_width)
+        shape = (1, self._channels(), stage.latent_height, stage.latent_width)
         if source is None:
-            latents = self._randn(shape) * scheduler.init_noise_sigma
+            latents = self._randn(shape) * getattr(scheduler, "init_noise_sigma", 1.0)
         else:
             source = self.enlarge(source, shape[-2:])
             levels = NoiseLevels(scheduler, source, self._randn(tuple(source.shape)))
             latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
         control = self._stage_control(stage)
-        for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
-            t = timesteps[i]
-            model_in = scheduler.scale_model_input(latents, t)
-            pred = self.predict(self._controlled(Views(model_in, [(0, 0)]), control, i), t)
-            latents = self._step(scheduler, pred, t, latents)
-            self._events(stage, n)
-            self._maybe_preview(stage, n, latents)
+        with self._dype(stage):
+            for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
+                t = timesteps[i]
+                model_in = scale_input(scheduler, latents, t)
+                pred = self.predict(self._controlled(Views(model_in, [(0, 0)]), control, i), t)
+                latents = self._step(scheduler, pred, t, latents)
+                self._events(stage, n)
+                self._maybe_preview(stage, n, latents)
         return latents
+
+    def _channels(self) -> int:
+        unet = getattr(self.pipe, "unet", None)
+        if unet is not None:
+            return int(unet.config.in_channels)
+        return int(self.pipe.vae.config.latent_channels)
+
+    def _later_stage_start(
+        self, stage: Stage, previous: torch.Tensor
+    ) -> tuple[Any, NoiseLevels, torch.Tensor]:
+        """A later stage's scheduler, the previous stage upsampled and noised with the stage's one eps
+        (rules 8-9, drawn now), and the latents it starts from."""
+        scheduler = self._new_scheduler(stage)
+        upsampled = self.enlarge(previous, (stage.latent_height, stage.latent_width))
+        levels = NoiseLevels(scheduler, upsampled, self._randn(tuple(upsampled.shape)))
+        return scheduler, levels, levels[stage.start_step]
 
     def _demofusion_stage(self, stage: Stage, previous: torch.Tensor) -> torch.Tensor:
         """Rules 8-20: skip residual, local windows and dilated sub-lattices fused, then re-anchoring."""
@@ -379,11 +452,8 @@ class DemoFusionSampler:
         geo = self.geometry
         k = stage.dilation
         size = (stage.latent_height, stage.latent_width)
-        scheduler = self._new_scheduler(stage)
         # 1. Upsample the previous stage and noise it to every step's level with one eps (rules 8-9).
-        upsampled = self.enlarge(previous, size)
-        levels = NoiseLevels(scheduler, upsampled, self._randn(tuple(upsampled.shape)))
-        latents = levels[stage.start_step]
+        scheduler, levels, latents = self._later_stage_start(stage, previous)
         timesteps = scheduler.timesteps
         cpu_timesteps = timesteps.detach().to("cpu", torch.float64).tolist()  # one copy per stage
         generator = self.generator if r.jitter else None
@@ -397,7 +467,7 @@ class DemoFusionSampler:
             cf = V.cosine_factor(cpu_timesteps[i], self.num_train_timesteps)
 
             def scale(x: torch.Tensor, t: torch.Tensor = t) -> torch.Tensor:
-                return scheduler.scale_model_input(x, t)
+                return scale_input(scheduler, x, t)
 
             # 2. Skip residual (rule 11).
             if r.skip_residual:
@@ -429,5 +499,25 @@ class DemoFusionSampler:
             self._events(stage, n)
             self._maybe_preview(stage, n, latents)
         # 8. Back to stage 1's statistics (rule 20).
+        assert self.anchor is not None
+        return M.reanchor(latents, self.anchor)
+
+    def _dype_stage(self, stage: Stage, previous: torch.Tensor) -> torch.Tensor:
+        """Rule 52: a later stage under DyPE: the skip residual as in DemoFusion (rules 8-11), then the whole
+        latent as one view whose positions are extrapolated with the time (rules 50-51), and re-anchoring."""
+        r = self.request
+        scheduler, levels, latents = self._later_stage_start(stage, previous)
+        timesteps = scheduler.timesteps
+        cpu_timesteps = timesteps.detach().to("cpu", torch.float64).tolist()
+        with self._dype(stage):
+            for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
+                t = timesteps[i]
+                if r.skip_residual:
+                    cf = V.cosine_factor(cpu_timesteps[i], self.num_train_timesteps)
+                    latents = M.skip_residual(latents, levels[i], cf, r.cosine_scale_1)
+                pred = self.predict(Views(scale_input(scheduler, latents, t), [(0, 0)]), t)
+                latents = self._step(scheduler, pred, t, latents)
+                self._events(stage, n)
+                self._maybe_preview(stage, n, latents)
         assert self.anchor is not None
         return M.reanchor(latents, self.anchor)

@@ -48,6 +48,18 @@ def spaced_timesteps(
     return [int(v) for v in values]
 
 
+def is_flow_config(config: Any) -> bool:
+    """True for a flow-matching scheduler config (FLUX's FlowMatchEulerDiscreteScheduler)."""
+    return config.get("_class_name") == "FlowMatchEulerDiscreteScheduler" or (
+        "use_dynamic_shifting" in config and "base_image_seq_len" in config
+    )
+
+
+def is_flow_matching(scheduler: Any) -> bool:
+    """True for a flow-matching scheduler, whose noisy sample is `(1 - sigma) * x + sigma * noise`."""
+    return is_flow_config(scheduler.config)
+
+
 def make_scheduler(
     config: Any, name: str, *, steps: int, corrector: bool = True, spacing: str | None = None
 ) -> Any:
@@ -69,6 +81,14 @@ def make_scheduler(
     )
 
     config = dict(config)
+    if is_flow_config(config):
+        # FLUX samples with flow-matching Euler only (rule 46); the request's check says so to the artist.
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        if name != "euler":
+            raise ValueError(f"a flow-matching model samples with euler, not {name!r}")
+        config.pop("_use_default_values", None)
+        return FlowMatchEulerDiscreteScheduler.from_config(config)
     # Older SD 1.x/2.x folders ship a PNDM/DDIM config without `timestep_spacing`; those schedulers space
     # "leading" (with steps_offset), which diffusers' Euler would silently turn into its own "linspace".
     config.setdefault("timestep_spacing", "leading")
@@ -117,13 +137,20 @@ def _known(cls: Any, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in names}
 
 
-def set_schedule(scheduler: Any, steps: int, device: Any = None) -> None:
+def set_schedule(scheduler: Any, steps: int, device: Any = None, mu: float | None = None) -> None:
     """`scheduler.set_timesteps(steps)` in the spacing `make_scheduler` was given.
+
+    A flow-matching scheduler gets FLUX's sigmas (1 down to 1/steps) shifted by `mu` (rule 46).
 
     LCM and TCD get an explicit spacing as custom timesteps, with the distillation schedule widened to every
     training timestep so that diffusers does not warn that they are off it (DMD2 asks for trailing [999, 749,
     499, 249], which LCM's own 50-step grid lacks). Without an explicit spacing they keep their own schedule.
     """
+    if is_flow_matching(scheduler):
+        sigmas = [1.0 - i / steps for i in range(steps)]
+        dynamic = bool(scheduler.config.get("use_dynamic_shifting", False))
+        scheduler.set_timesteps(sigmas=sigmas, mu=mu if dynamic else None, device=device)
+        return
     spacing = getattr(scheduler, "demofusion_spacing", None)
     if spacing is None:
         scheduler.set_timesteps(steps, device=device)
@@ -156,6 +183,10 @@ class NoiseLevels:
     @staticmethod
     def _coefficients(scheduler: Any, i: int) -> tuple[float, float]:
         sigmas = getattr(scheduler, "sigmas", None)
+        if is_flow_matching(scheduler):
+            # Flow matching (rule 48): the straight line from the picture (sigma 0) to the noise (sigma 1).
+            sigma = float(sigmas[i].to(torch.float64))
+            return 1.0 - sigma, sigma
         if sigmas is not None and hasattr(scheduler, "_sigma_to_alpha_sigma_t"):
             # Variance-preserving solvers (DPM++, UniPC) keep k-diffusion sigmas.
             sigma = sigmas[i].to(torch.float64)

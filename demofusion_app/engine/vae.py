@@ -38,6 +38,26 @@ _SD_RGB = (
     (-0.2120, -0.2616, -0.7177),
 )
 _SD_BIAS = (0.0, 0.0, 0.0)
+# FLUX.1's 16 channels (the published least-squares fit ComfyUI's latent previews use).
+_FLUX_RGB = (
+    (-0.0346, 0.0244, 0.0681),
+    (0.0034, 0.0210, 0.0687),
+    (0.0275, -0.0668, -0.0433),
+    (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329),
+    (0.0004, 0.0383, 0.0115),
+    (0.0405, 0.0861, 0.0915),
+    (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180),
+    (0.1008, 0.0755, -0.0421),
+    (-0.0515, 0.0201, 0.0011),
+    (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749),
+    (-0.1264, -0.0522, -0.1103),
+    (-0.0280, -0.0881, -0.0499),
+    (-0.1262, -0.0982, -0.0778),
+)
+_FLUX_BIAS = (-0.0329, -0.0718, -0.0851)
 
 
 def latent_shift(vae: Any) -> float:
@@ -181,11 +201,13 @@ def decode_latents(
 
 def _preview_factors(family: str) -> tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]:
     name = family.lower()
+    if name.startswith("flux"):
+        return _FLUX_RGB, _FLUX_BIAS
     if name.startswith("sdxl"):
         return _SDXL_RGB, _SDXL_BIAS
     if name == "sd" or name.startswith(("sd1", "sd2")):
         return _SD_RGB, _SD_BIAS
-    raise ValueError(f"no latent preview for model family {family!r}; expected sdxl or sd")
+    raise ValueError(f"no latent preview for model family {family!r}; expected sdxl, sd or flux")
 
 
 @functools.lru_cache(maxsize=16)
@@ -199,15 +221,18 @@ def _preview_tensors(family: str, device: torch.device) -> tuple[torch.Tensor, t
 
 
 def preview_rgb(latents: torch.Tensor, family: str) -> Image.Image:
-    """A cheap RGB preview of working latents `(1, 4, h, w)` or `(4, h, w)`, at latent size (w x h).
+    """A cheap RGB preview of working latents `(1, C, h, w)` or `(C, h, w)`, at latent size (w x h); C is 4,
+    or 16 for FLUX.
 
     A fixed linear projection per family, computed where the latents are; one copy to the host.
     """
     x = latents[0] if latents.ndim == 4 else latents
-    if x.ndim != 3 or x.shape[0] != 4:
-        raise ValueError(f"expected 4-channel latents (1, 4, h, w), got {tuple(latents.shape)}")
-    channels, h, w = x.shape
     matrix, bias = _preview_tensors(family, x.device)
+    if x.ndim != 3 or x.shape[0] != matrix.shape[0]:
+        raise ValueError(
+            f"expected {matrix.shape[0]}-channel latents for {family}, got {tuple(latents.shape)}"
+        )
+    channels, h, w = x.shape
     rgb = torch.addmm(bias, x.reshape(channels, h * w).t().float(), matrix)
     rgb8 = rgb.clamp_(0, 255).round_().to(torch.uint8).reshape(h, w, 3)
     return Image.fromarray(rgb8.cpu().numpy(), "RGB")

@@ -52,7 +52,7 @@ from .panels.demofusion_panel import DemoFusionPanel
 from .panels.fields import FieldRegistry, name_control
 from .panels.hardware_panel import HardwarePanel
 from .panels.history_panel import HistoryPanel
-from .panels.model_list import geometry_of
+from .panels.model_list import ModelKind, geometry_of, model_kind
 from .panels.model_picker import ModelPicker
 from .panels.params_panel import ParamsPanel, plain_plan, plan_text
 from .panels.preset_bar import PresetBar
@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self._approved_run: tuple[str, ...] | None = None  # a long run the artist said yes to
         self._stage_tiles: dict[str, Any] = {}  # name -> TiledImage, as the viewer got them
         self._geometry = geometry_of("")
+        self._kind = ModelKind(None)  # the chosen model's family and FLUX variant
         self._close_pending = False
         self._waiting = 0  # pictures waiting in the queue when it last changed
         self._close_confirmed = False  # the artist said "Stop and close" to the close question
@@ -286,6 +287,7 @@ class MainWindow(QMainWindow):
                 str(combo.itemData(i)) for i in range(combo.count()) if combo.itemData(i)
             ],
             running=lambda: self.controller.running,
+            model_family=lambda: self.model_family,
         )
 
     def _menus(self) -> None:
@@ -352,11 +354,13 @@ class MainWindow(QMainWindow):
         self.upscale_flow.queue_changed.connect(self._queue_changed)
         self.upscale_flow.resumed.connect(self.generate)
         self.demofusion.changed.connect(self.refresh_plan)
+        self.hardware.changed.connect(self.refresh_plan)
         self.progress.thumbnail_clicked.connect(self.show_stage)
         self.viewer.exportDone.connect(self.progress.status.setText)
         self.history.restore_requested.connect(self.restore_parameters)
         self.history.show_requested.connect(self.show_file)
         self.history.upscale_requested.connect(lambda path: self.open_images([path]))
+        self.history.compare_requested.connect(self.compare_files)
         self.history.reveal_requested.connect(
             lambda path: self._open_folder(Path(path).parent, "The picture's folder")
         )
@@ -381,13 +385,16 @@ class MainWindow(QMainWindow):
         return values
 
     def apply_values(self, values: dict[str, Any]) -> None:
-        """Put stored request fields back in the form (unknown or ill-typed ones are skipped)."""
-        for panel in (self.prompt_panel, self.params, self.demofusion, self.hardware):
-            panel.apply(values)
-        self.upscale.apply(values)
+        """Put stored request fields back in the form (unknown or ill-typed ones are skipped).
+
+        The model comes first: the form follows its family (FLUX's fields, its schedulers and its
+        guidance default), and the values given then win over those defaults."""
         model = values.get("model")
         if isinstance(model, str) and model:
             self.model_picker.set_model(model)
+        for panel in (self.prompt_panel, self.params, self.demofusion, self.hardware):
+            panel.apply(values)
+        self.upscale.apply(values)
         self.refresh_plan()
 
     @Slot(object)
@@ -421,9 +428,23 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message, kind="info")
 
     def _model_changed(self, model: str) -> None:
-        self._geometry = geometry_of(model, self.model_picker.family(model))
+        listed = self.model_picker.family(model)
+        self._geometry = geometry_of(model, listed)
+        self._kind = model_kind(model, listed)
+        flux = self._geometry.guidance_in_model  # a transformer taking guidance as input: FLUX
         self.params.set_geometry(self._geometry)
+        self.params.set_family(flux, self._kind.variant if flux else "")
+        self.prompt_panel.set_flux(flux, self._kind.variant)
+        self.demofusion.set_flux(flux)
+        self.hardware.set_flux(flux)
+        self.upscale.set_flux(flux)
+        self.upscale_flow.model_changed()
         self.refresh_plan()
+
+    @property
+    def model_family(self) -> str | None:
+        """The chosen model's family ("flux", "sdxl", "sd15", "sd2"), None when it cannot be told."""
+        return "flux" if self._geometry.guidance_in_model else self._kind.family
 
     def refresh_plan(self) -> None:
         """Validate as the form changes: the plan when it is valid, else the message under the
@@ -443,15 +464,22 @@ class MainWindow(QMainWindow):
             self.params.estimate.show_estimate(None)
             self.fields.show(exc.field, str(exc), focus=False)
             return
-        self.params.set_plan_text(plan_text(plan, size))
+        self.params.set_plan_text(plan_text(plan, size, self.params.is_flux))
         self.params.estimate.show_estimate(self.estimate_for(_request, plan))
 
     def estimate_for(self, request: Request, plan: Any, *, sure: bool = False) -> Any:
         """The time and memory `plan` will take here (`sure`: import torch to tell "auto")."""
         device = estimate.resolve_device(request.device, import_torch=sure)
-        family = self.model_picker.family(request.model)
         figures = self.settings.get("run_figures")
-        return estimate.estimate(plan, request.model, device, figures, self._geometry, family)
+        return estimate.estimate(
+            plan,
+            request.model,
+            device,
+            figures,
+            self._geometry,
+            self.model_family,
+            quantize=request.quantize,
+        )
 
     def _ask_before_long_run(self, cost: Any, key: tuple[str, ...]) -> bool:
         """True when the run may start: not long, or the artist chose "Start anyway" for this
@@ -535,7 +563,7 @@ class MainWindow(QMainWindow):
             self.upscale_flow.started(job)
         else:
             self.viewer.clear()
-        self.progress.start(plan.total_evaluations, plain_plan(plan))
+        self.progress.start(plan.total_evaluations, plain_plan(plan, self.params.is_flux))
         log.info("run started: %s -> %s", plan.describe(), options.output)
         self.controller.start(request, options)
         return True
@@ -683,6 +711,31 @@ class MainWindow(QMainWindow):
             lambda decoded: self._file_decoded(path, *decoded),
             lambda exc: self.banner.show_message(str(exc)),
         )
+
+    @Slot(list)
+    def compare_files(self, pairs: list[tuple[str, str]]) -> None:
+        """Show two pictures side by side, each under its name (`pairs` is [(path, name), ...], as
+        the history's Compare gives them: say a DyPE and a DemoFusion result of one prompt and
+        seed). Decoded off the GUI thread; while a run goes the viewer is the run's."""
+        if self.controller.running:
+            self.banner.show_message(
+                "The viewer shows the picture being made; compare when it is done.", kind="info"
+            )
+            return
+        from .viewer.tiles import TiledImage
+
+        def decode() -> list[tuple[str, Any]]:
+            return [(name, TiledImage.from_source(path)) for path, name in pairs]
+
+        self.background.submit(
+            decode, self._compare_decoded, lambda exc: self.banner.show_message(str(exc))
+        )
+
+    def _compare_decoded(self, images: list[tuple[str, Any]]) -> None:
+        if self.controller.running:
+            return  # a run started meanwhile: the viewer is its own
+        self.viewer.set_images(images)
+        self.viewer.set_mode("side_by_side")
 
     def _file_decoded(self, path: str, tiled: Any, image: QImage) -> None:
         self.viewer.add_image(Path(path).name, tiled)

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Settings the hardware panel starts from and writes back: the machine's choices, which the command line
+# uses too when no flag gives them.
+HARDWARE_SETTINGS = ("device", "memory_mode", "quantize", "compile")
+
 
 @dataclass(frozen=True)
 class KeptParts:
@@ -43,7 +47,8 @@ def restore(parts: KeptParts) -> None:
     """Put the saved settings back into a newly built window."""
     s = parts.settings
     parts.model_picker.populate(s.get("recent_models"), s.get("model_folders"))
-    parts.hardware.apply({"device": s.get("device"), "memory_mode": s.get("memory_mode")})
+    # This machine's hardware choices; the last parameters, applied next, may hold the same fields.
+    parts.hardware.apply({name: s.get(name) for name in HARDWARE_SETTINGS})
     last = s.get("last_parameters")
     if last:
         parts.apply_values(last)
@@ -79,7 +84,7 @@ def remember_parameters(settings: SettingsStore, values: dict[str, Any]) -> None
     """The form's fields (`values`, as stored) as the last parameters (in memory;
     `save_settings` writes them)."""
     settings.set("last_parameters", values)
-    settings.update(device=values["device"], memory_mode=values["memory_mode"])
+    settings.update(**{name: values[name] for name in HARDWARE_SETTINGS if name in values})
 
 
 def save_settings(settings: SettingsStore) -> None:

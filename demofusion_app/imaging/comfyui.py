@@ -15,6 +15,14 @@ prompt can be traced, the sampler's own numbers (seed, steps, CFG, model) are st
 editor's `workflow` names the widgets of unknown node types from its input list where it can, and
 its subgraphs (newer ComfyUI) are expanded into the graph as the API graph does (`outer:inner` ids).
 
+FLUX graphs are read too: a CLIPTextEncodeFlux's T5 text is the prompt (its CLIP-L text when the
+T5 one is empty), the distilled guidance comes from the nearest FluxGuidance or CLIPTextEncodeFlux
+on the positive side, a ConditioningZeroOut negative is an empty negative prompt, a BasicGuider is
+CFG 1 (one pass, no negative), and ModelSamplingFlux's width and height stand in for the size when
+the latent's cannot be traced. The model family is told by what feeds the sampler (not through the
+latent it starts from, which an earlier stage may have made with another model): nodes only FLUX
+has, or the type of a CLIP loader.
+
 Graphs come from pictures anyone can make, so the walk is bounded: it visits at most
 `MAX_VISITS` nodes in all (a hostile graph could otherwise make it exponential or quadratic) and
 raises `GraphTooLarge` beyond that; node ids and links that are not plain strings or numbers are
@@ -24,6 +32,7 @@ ignored.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +69,31 @@ _OWN_TEXT = ("text_g", "text", "text_l", "populated_text", "prompt", "positive_p
 _SELECTORS = ("select", "selected", "index", "input", "switch", "select_index", "choice")
 _BOOLEANS = ("boolean", "condition", "switch", "enabled")
 _CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+# Text encoders with one text per text model (FLUX's, SD3's): the first non-empty one is the prompt.
+_ENCODER_TEXTS = ("t5xxl", "clip_l", "clip_g")
+# Nodes whose conditioning output is blank, whatever feeds them.
+_BLANKING = {"ConditioningZeroOut"}
+# Inputs not followed when looking at what feeds a sampler: the latent it starts from (and the
+# picture that latent was encoded from) may come from an earlier stage with another model.
+_NOT_UPSTREAM = {"latent_image", "latent", "samples", "pixels", "image", "images"}
+_MAX_UPSTREAM = 5_000
+# Node types only FLUX graphs have (comfy_extras/nodes_flux.py, nodes_model_advanced.py).
+_FLUX_NODES = {
+    "FluxGuidance",
+    "CLIPTextEncodeFlux",
+    "FluxDisableGuidance",
+    "ModelSamplingFlux",
+    "FluxKontextMultiReferenceLatentMethod",
+}
+# Node types only one other family has.
+_FAMILY_NODES = {
+    "CLIPTextEncodeSDXL": "sdxl",
+    "CLIPTextEncodeSDXLRefiner": "sdxl",
+    "TripleCLIPLoader": "sd3",
+    "CLIPTextEncodeSD3": "sd3",
+}
+# A CLIP loader's `type` (DualCLIPLoader, CLIPLoader) -> the family it loads text encoders for.
+_CLIP_TYPES = {"flux": "flux", "sdxl": "sdxl", "sd3": "sd3"}
 _RE_SIZE = re.compile(r"(\d{2,5})\s*[x×X*]\s*(\d{2,5})")
 _SIZE_INPUTS = ("resolution", "dimensions", "size", "aspect_ratio", "resolution_preset")
 # Subgraph expansion bounds: nesting depth and nodes created in all.
@@ -104,6 +138,12 @@ _WIDGETS: dict[str, tuple[str, ...]] = {
     "CheckpointLoaderSimple": ("ckpt_name",),
     "CheckpointLoader": ("config_name", "ckpt_name"),
     "UNETLoader": ("unet_name", "weight_dtype"),
+    "DualCLIPLoader": ("clip_name1", "clip_name2", "type", "device"),
+    "CLIPLoader": ("clip_name", "type", "device"),
+    "VAELoader": ("vae_name",),
+    "CLIPTextEncodeFlux": ("clip_l", "t5xxl", "guidance"),
+    "FluxGuidance": ("guidance",),
+    "ModelSamplingFlux": ("max_shift", "base_shift", "width", "height"),
     "EmptyLatentImage": ("width", "height", "batch_size"),
     "EmptySD3LatentImage": ("width", "height", "batch_size"),
     "RandomNoise": ("noise_seed", "control_after_generate"),
@@ -122,7 +162,13 @@ class GraphTooLarge(ValueError):
 class ComfyResult:
     """What a graph records. `seed` is the number as the graph has it (it may be out of range or
     not whole: the caller decides); the other numbers are converted. `scheduler` is ComfyUI's
-    scheduler name as recorded ("karras"); `node_id` and `node_type` name the sampler read."""
+    scheduler name as recorded ("karras"); `node_id` and `node_type` name the sampler read.
+
+    `guidance` is the CFG of the sampler or guider (1.0 for a BasicGuider), whatever the model;
+    `flux_guidance` FLUX's distilled guidance set on the positive conditioning, None when no node
+    sets it. `family` is "flux", "sdxl" or "sd3" when the nodes feeding the sampler tell, else None
+    (the caller may guess from the model's name); `weight_dtype` a UNETLoader's ("fp8_e4m3fn").
+    `notes` are one-line warnings about values the graph has but that could not be read."""
 
     prompt: str | None
     negative_prompt: str | None
@@ -136,6 +182,10 @@ class ComfyResult:
     scheduler: str | None = None
     node_id: str | None = None
     node_type: str | None = None
+    family: str | None = None
+    flux_guidance: float | None = None
+    weight_dtype: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def is_api_graph(value: object) -> bool:
@@ -403,45 +453,54 @@ class _Walker:
             return list(linked.values())
         return None
 
-    def string(self, value: object, depth: int = 0) -> str | None:
-        """A literal string input, or the text of the node a linked string input comes from."""
+    def string(self, value: object, depth: int = 0, path: tuple[str, ...] = ()) -> str | None:
+        """A literal string input, or the text of the node a linked string input comes from.
+
+        `path` holds the nodes already on the way here: a link back to one of them (a cycle) is
+        not followed, and an input tried by name is not tried again as the node's one link."""
         if isinstance(value, str):
             return value
         node = self.node(value)
-        if node is None or depth > _MAX_DEPTH:
+        if node is None or depth > _MAX_DEPTH or str(value[0]) in path:  # type: ignore[index]
             return None
+        path = (*path, str(value[0]))  # type: ignore[index]
         inputs = self.inputs(node)
-        for candidate in _lookup(inputs, _TEXT_INPUTS):
-            text = self.string(candidate, depth + 1)
+        tried = _lookup(inputs, _TEXT_INPUTS)
+        for candidate in tried:
+            text = self.string(candidate, depth + 1, path)
             if text is not None:
                 return text
         for candidate in self.chosen(inputs) or ():
-            text = self.string(candidate, depth + 1)
+            text = None if candidate in tried else self.string(candidate, depth + 1, path)
             if text is not None:
                 return text
         return None
 
-    def number(self, value: object, names: tuple[str, ...], depth: int = 0) -> float | None:
+    def number(
+        self, value: object, names: tuple[str, ...], depth: int = 0, path: tuple[str, ...] = ()
+    ) -> float | None:
         """A literal number input, or one read from the node a linked input comes from (a size
-        string there gives width or height)."""
+        string there gives width or height); `path` as in `string`."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
         node = self.node(value)
-        if node is None or depth > _MAX_DEPTH:
+        if node is None or depth > _MAX_DEPTH or str(value[0]) in path:  # type: ignore[index]
             return None
+        path = (*path, str(value[0]))  # type: ignore[index]
         inputs = self.inputs(node)
-        for candidate in _lookup(inputs, (*names, "value", "int", "seed", "number", "float")):
-            found = self.number(candidate, names, depth + 1)
+        tried = _lookup(inputs, (*names, "value", "int", "seed", "number", "float"))
+        for candidate in tried:
+            found = self.number(candidate, names, depth + 1, path)
             if found is not None:
                 return found
         for name in ("width", "height"):
             if name in names:
                 for text in _lookup(inputs, _SIZE_INPUTS):
-                    size = _size_of(self.string(text, depth + 1), name)
+                    size = _size_of(self.string(text, depth + 1, path), name)
                     if size is not None:
                         return size
         for candidate in self.chosen(inputs) or ():
-            found = self.number(candidate, names, depth + 1)
+            found = None if candidate in tried else self.number(candidate, names, depth + 1, path)
             if found is not None:
                 return found
         return None
@@ -460,11 +519,17 @@ class _Walker:
         if node is None or depth > _MAX_DEPTH or str(ref[0]) in seen:  # type: ignore[index]
             return []
         seen.add(str(ref[0]))  # type: ignore[index]
+        if _kind(node) in _BLANKING:
+            return [""]
         inputs = self.inputs(node)
         own = [self.string(value) for value in _lookup(inputs, _OWN_TEXT)]
         own = [t for t in own if t is not None]
         if own:
             return own
+        per_encoder = [self.string(value) for value in _lookup(inputs, _ENCODER_TEXTS)]
+        per_encoder = [t for t in per_encoder if t is not None]
+        if per_encoder:
+            return [next((t for t in per_encoder if t.strip()), per_encoder[0])]
         slot = ref[1]  # type: ignore[index]
         if "positive" in inputs and "negative" in inputs:
             chosen_side = inputs[side]
@@ -498,6 +563,74 @@ class _Walker:
                 return node
             ref = next((inputs[name] for name in via if _is_link(inputs.get(name))), None)
         return None
+
+    def upstream(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The nodes that feed a node with these `inputs`, nearest first, not through the latent
+        it starts from (`_NOT_UPSTREAM`); at most `_MAX_UPSTREAM` of them."""
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        queue = deque(v for k, v in inputs.items() if k not in _NOT_UPSTREAM and _is_link(v))
+        while queue and len(found) < _MAX_UPSTREAM:
+            ref = queue.popleft()
+            if str(ref[0]) in seen:
+                continue
+            seen.add(str(ref[0]))
+            node = self.node(ref)
+            if node is None:
+                continue
+            found.append(node)
+            queue.extend(
+                v for k, v in self.inputs(node).items() if k not in _NOT_UPSTREAM and _is_link(v)
+            )
+        return found
+
+    def flux_guidance(self, ref: object) -> tuple[bool, float | None]:
+        """(whether a node sets FLUX's guidance, its value or None) on the conditioning out of
+        `ref`: the nearest node with a `guidance` input (FluxGuidance, CLIPTextEncodeFlux) that is
+        not bypassed; a FluxDisableGuidance reached first sets none."""
+        queue = deque([ref])
+        seen: set[str] = set()
+        while queue:
+            ref = queue.popleft()
+            if not _is_link(ref) or str(ref[0]) in seen:  # type: ignore[index]
+                continue
+            seen.add(str(ref[0]))  # type: ignore[index]
+            node = self.node(ref)
+            if node is None:
+                continue
+            bypassed = node.get("mode") == 4  # the editor passes a bypassed node's input on
+            if _kind(node) == "FluxDisableGuidance" and not bypassed:
+                return False, None
+            inputs = self.inputs(node)
+            value = _lookup(inputs, ("guidance",))
+            if value and not bypassed:
+                found = self.number(value[0], ("guidance",))
+                return True, None if found is None else float(found)
+            queue.extend(v for k, v in inputs.items() if k not in _NOT_CONDITIONING and _is_link(v))
+        return False, None
+
+
+def _kind(node: dict[str, Any]) -> str:
+    kind = node.get("class_type")
+    return kind if isinstance(kind, str) else ""
+
+
+def _family(feeding: list[dict[str, Any]]) -> str | None:
+    """The family the nodes feeding a sampler tell: a FLUX-only node first, then a node only
+    another family has or a CLIP loader's type."""
+    if any(_kind(node) in _FLUX_NODES for node in feeding):
+        return "flux"
+    for node in feeding:
+        kind = _kind(node)
+        if kind in _FAMILY_NODES:
+            return _FAMILY_NODES[kind]
+        inputs = node.get("inputs")
+        clip_type = (
+            inputs.get("type") if isinstance(inputs, dict) and "CLIPLoader" in kind else None
+        )
+        if isinstance(clip_type, str) and clip_type.casefold() in _CLIP_TYPES:
+            return _CLIP_TYPES[clip_type.casefold()]
+    return None
 
 
 def _join(texts: list[str]) -> str | None:
@@ -535,6 +668,21 @@ def read_graph(graph: Graph) -> ComfyResult | None:
         if prompt is None and untraced is not None:
             continue
         kind = graph[node_id].get("class_type")
+        feeding = walk.upstream(inputs)
+        notes: list[str] = []
+        model = _model(walk, inputs, graph)
+        width, height = _size(walk, inputs, "width"), _size(walk, inputs, "height")
+        if width is None and height is None:
+            width, height = _flux_size(walk, feeding)
+        sets_guidance, flux_guidance = walk.flux_guidance(positive_ref)
+        if sets_guidance and flux_guidance is None:
+            notes.append(
+                "The picture's metadata (ComfyUI) sets the FLUX guidance in a way that cannot be "
+                "read; the form's guidance is used."
+            )
+        cfg = walk.number(source.get("cfg"), ("cfg",))
+        if cfg is None and guider is not None and _kind(guider) == "BasicGuider":
+            cfg = 1.0  # one pass on the conditioning, no negative: CFG off
         result = ComfyResult(
             prompt=prompt,
             negative_prompt=(
@@ -543,20 +691,45 @@ def read_graph(graph: Graph) -> ComfyResult | None:
                 else None
             ),
             seed=_seed(walk, inputs),
-            model=_model(walk, inputs, graph),
+            model=model,
             steps=_int(_steps(walk, inputs)),
-            guidance=_float(walk.number(source.get("cfg"), ("cfg",))),
+            guidance=_float(cfg),
             sampler=_sampler_name(walk, inputs),
-            width=_int(_size(walk, inputs, "width")),
-            height=_int(_size(walk, inputs, "height")),
+            width=_int(width),
+            height=_int(height),
             scheduler=_scheduler_name(walk, inputs),
             node_id=node_id,
             node_type=kind if isinstance(kind, str) else None,
+            family="flux" if sets_guidance else _family(feeding),
+            flux_guidance=flux_guidance,
+            weight_dtype=_weight_dtype(walk, feeding),
+            notes=tuple(notes),
         )
         if prompt is not None:
             return result
         untraced = result
     return untraced
+
+
+def _flux_size(walk: _Walker, feeding: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """Width and height a ModelSamplingFlux feeding the sampler was set to (the size its time
+    shift was computed for), for a latent whose own size cannot be traced."""
+    for node in feeding:
+        if _kind(node) == "ModelSamplingFlux":
+            inputs = walk.inputs(node)
+            return (
+                walk.number(inputs.get("width"), ("width",)),
+                walk.number(inputs.get("height"), ("height",)),
+            )
+    return None, None
+
+
+def _weight_dtype(walk: _Walker, feeding: list[dict[str, Any]]) -> str | None:
+    for node in feeding:
+        inputs = walk.inputs(node)
+        if "unet_name" in inputs and isinstance(inputs.get("weight_dtype"), str):
+            return inputs["weight_dtype"]
+    return None
 
 
 def _seed(walk: _Walker, inputs: dict[str, Any]) -> float | None:

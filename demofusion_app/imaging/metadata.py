@@ -123,7 +123,20 @@ def _demofusion_pairs(request: dict[str, Any]) -> list[tuple[str, object]]:
     pairs.append(("AccDiffusion patch prompts", request.get("patch_prompts")))
     if request.get("window_interaction"):
         pairs.append(("AccDiffusion window interaction", "on"))
+    if request.get("dype"):  # DyPE, only where used
+        pairs.append(("DyPE", "on"))
     return pairs
+
+
+def _guidance_pairs(request: dict[str, Any], family: str | None) -> list[tuple[str, object]]:
+    """`CFG scale`, and for FLUX `Distilled CFG Scale`, as Forge writes them: for FLUX the CFG
+    scale is the true CFG (1: off) and the distilled CFG scale the guidance the model takes."""
+    if family != "flux":
+        return [("CFG scale", request.get("guidance"))]
+    return [
+        ("CFG scale", request.get("true_cfg", 1.0)),
+        ("Distilled CFG Scale", request.get("guidance")),
+    ]
 
 
 @dataclass(frozen=True)
@@ -285,6 +298,7 @@ def a1111_parameters(
     sampler_label: str,
     extra: dict[str, str] | None = None,
     files: Sequence[FileRecord] | None = None,
+    family: str | None = None,
 ) -> str:
     """The A1111-style `parameters` text for a picture made from a `Request.to_dict()`.
 
@@ -293,14 +307,16 @@ def a1111_parameters(
     A1111's `Model hash`, `VAE`/`VAE hash` and `Lora hashes` (the first 10 hex digits of each
     SHA-256, as A1111 writes them); `extra` adds
     `Key: value` pairs (keys as A1111 allows them: letters, digits, spaces, `-`, `/`) before
-    `Version`.
+    `Version`. `family` is the model's family: for "flux" the guidance is written as Forge writes
+    FLUX's (`CFG scale` the true CFG, `Distilled CFG Scale` the guidance), so Forge, Civitai and
+    our own reader read it as FLUX's.
     """
     prompt = str(request_dict.get("prompt") or "")
     negative = str(request_dict.get("negative_prompt") or "")
     pairs: list[tuple[str, object]] = [
         ("Steps", request_dict.get("steps")),
         ("Sampler", sampler_label),
-        ("CFG scale", request_dict.get("guidance")),
+        *_guidance_pairs(request_dict, family),
         ("Seed", seed),
         ("Size", f"{width}x{height}"),
         *_a1111_file_pairs(model_name, request_files(request_dict) if files is None else files),
@@ -372,6 +388,7 @@ def png_text_chunks(
     extra: dict[str, str] | None = None,
     files: Sequence[FileRecord] | None = None,
     full_paths: bool = False,
+    family: str | None = None,
 ) -> dict[str, str]:
     """Both text chunks for `save_png_atomic(..., text=...)`: A1111 `parameters` and our JSON.
 
@@ -380,7 +397,10 @@ def png_text_chunks(
     `files` records for it. `files` (see `FileRecord`; by default the request's, by name and
     without hashes) are written as a `files` list of {role, name, sha256} (and path with
     `full_paths`), and as `source_name`, `source_sha256`, `model_name`, `model_sha256`, ... keys
-    for the roles the run has one file of.
+    for the roles the run has one file of. `family` (the loaded model's: "flux", "sdxl", ...) is
+    written as our JSON's `family`, and decides how `parameters` writes the guidance (see
+    `a1111_parameters`); the request's FLUX fields (`true_cfg`, `dype`) are in our JSON with the
+    rest.
     """
     records = list(request_files(request_dict) if files is None else files)
     request = dict(request_dict) if full_paths else private_request(request_dict, records)
@@ -394,6 +414,7 @@ def png_text_chunks(
         "height": height,
         "model": model_name,
         "sampler": sampler_label,
+        **({"family": family} if family else {}),
         "extra": dict(extra or {}),
         **_flat_file_keys(records),
         "files": [record.as_json(full_paths) for record in records],
@@ -409,6 +430,7 @@ def png_text_chunks(
             sampler_label=sampler_label,
             extra=extra,
             files=records,
+            family=family,
         ),
         OUR_KEY: json.dumps(ours, ensure_ascii=False, default=_json_default),
     }

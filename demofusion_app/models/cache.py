@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 
 
 def _any_mode(key: LoadSpec) -> LoadSpec:
-    """The key with its memory mode left open: the same model in whichever mode."""
-    return dataclasses.replace(key, memory_mode="auto")
+    """The key with its memory mode, quantisation and compilation left open: the same model however it
+    is held (a copy held another way is freed before this one loads)."""
+    fields = {f.name: f.default for f in dataclasses.fields(LoadSpec)}
+    return dataclasses.replace(
+        key, memory_mode="auto", quantize=fields["quantize"], compile=fields["compile"]
+    )
 
 
 def _trim_host_heap() -> None:

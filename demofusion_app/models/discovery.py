@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ModelError
+from .flux_layout import describe_part, flux_contents
 from .regular_files import kind_of
 from .single_file import (
     PICKLE_SUFFIXES,
@@ -45,11 +46,13 @@ class CheckpointInfo:
     path: Path
     name: str
     kind: str  # "single_file" | "folder"
-    content: str  # "model" | "lora" | "vae" | "unet" | "unknown" (see single_file.content_kind)
+    # "model" | "lora" | "vae" | "unet" | "controlnet" | "text_encoder" | "unknown" (see single_file.content_kind)
+    content: str
     family: str | None
     size: int
     safe: bool
     note: str = ""
+    variant: str = ""  # FLUX: "dev" or "schnell"
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,18 @@ def _describe_file(path: Path, size: int) -> CheckpointInfo:
         family, _ = family_from_tensors(header.shapes, header.metadata)
     except ModelError as exc:
         return CheckpointInfo(path, path.stem, "single_file", content, None, size, True, str(exc))
+    if family == "flux":
+        contents = flux_contents(header.shapes)
+        lacking = [describe_part(p) for p in ("t5", "clip", "vae") if p not in contents.holds]
+        note = ""
+        if lacking:
+            note = (
+                f"the FLUX transformer without {', '.join(lacking)}: those come from files beside it "
+                "or given with it"
+            )
+        return CheckpointInfo(
+            path, path.stem, "single_file", content, family, size, True, note, contents.variant
+        )
     return CheckpointInfo(path, path.stem, "single_file", content, family, size, True)
 
 
@@ -99,7 +114,9 @@ def _describe_folder(folder: Path) -> CheckpointInfo:
         source = resolve(str(folder))
     except ModelError as exc:
         return CheckpointInfo(folder, folder.name, "folder", "model", None, size, True, str(exc))
-    return CheckpointInfo(folder, folder.name, "folder", "model", source.family, size, True)
+    return CheckpointInfo(
+        folder, folder.name, "folder", "model", source.family, size, True, variant=source.variant
+    )
 
 
 def _why(exc: OSError) -> str:

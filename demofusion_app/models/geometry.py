@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demofusion_app.engine.geometry import FAMILY_GEOMETRY, SD15, SDXL, Geometry, scale_factor
+from demofusion_app.engine.geometry import (
+    FAMILY_GEOMETRY,
+    FLUX,
+    SD15,
+    SDXL,
+    Geometry,
+    flux_window,
+    scale_factor,
+)
 
 from .regular_files import read_json
 
@@ -13,14 +21,20 @@ def geometry_of(model: str, family: str | None = None) -> Geometry:
     """The model's (VAE scale factor, UNet window): from a diffusers folder's configs, else by family.
 
     Single files go by their `family` when known (discovery reads it from the file header), hub ids by
-    name; otherwise SDXL is assumed.
+    name; otherwise SDXL is assumed. A FLUX folder has a transformer instead of a UNet: its window is
+    read from the scheduler's `max_image_seq_len` (the token count of a native-size picture).
     """
     path = Path(model).expanduser() if model else None
     if path is not None and path.is_dir():
         try:
+            factor = 8
+            if (path / "transformer" / "config.json").is_file():
+                scheduler = read_json(path / "scheduler" / "scheduler_config.json")
+                vae = read_json(path / "vae" / "config.json")
+                factor = scale_factor(vae.get("block_out_channels", (0, 0, 0, 0)))
+                return Geometry(factor, flux_window(scheduler), patch=2, guidance_in_model=True)
             unet = read_json(path / "unet" / "config.json")
             window = int(unet["sample_size"])
-            factor = 8
             vae_config = path / "vae" / "config.json"
             if vae_config.is_file():
                 vae = read_json(vae_config)
@@ -41,6 +55,8 @@ def geometry_of(model: str, family: str | None = None) -> Geometry:
     if family in FAMILY_GEOMETRY:
         return FAMILY_GEOMETRY[family]
     lowered = (model or "").lower()
+    if "flux.1" in lowered or "flux1" in lowered:  # black-forest-labs/FLUX.1-dev and its fine-tunes
+        return FLUX
     if any(word in lowered for word in ("sd15", "sd1.5", "sd-1-5", "v1-5", "stable-diffusion-v1")):
         return SD15
     return SDXL

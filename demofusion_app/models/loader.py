@@ -3,14 +3,16 @@
 What to load is one value, a `LoadSpec`. `load_pipeline(spec)` is the one entry point: it resolves
 the spec on this machine (`resolve_load`: which files, which device, which precision), picks the
 memory mode, loads the components on the CPU in that precision, keeps the VAE in float32 where
-float16 would overflow, places the pipeline on the device (or installs diffusers' CPU offload hooks),
-and applies a VAE override and LoRAs. `LoadedPipeline.set_vae` and `LoadedPipeline.set_loras` change
+float16 would overflow, stores the denoiser's (and T5's) weights in fp8 and compiles the denoiser where
+the spec asks (`apply_load_options`), places the pipeline on the device (or installs diffusers' CPU offload
+hooks), and applies a VAE override and LoRAs. `LoadedPipeline.set_vae` and `LoadedPipeline.set_loras` change
 those two later without reloading the base model; the model cache relies on it, and keys its models
 by `ResolvedLoad.key`.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ from demofusion_app.models.device import (
     DeviceFacts,
     choose_dtype,
     choose_memory_mode,
+    choose_quantize,
     probe_device,
 )
 from demofusion_app.models.errors import ModelError
@@ -39,15 +42,22 @@ if TYPE_CHECKING:
 
     import torch
 
+    from demofusion_app.models.quantize import QuantReport
+
 __all__ = [
     "LoadSpec",
     "LoadedPipeline",
     "ResolvedLoad",
+    "apply_load_options",
+    "compile_choice",
+    "denoiser_of",
     "load_pipeline",
     "parse_lora_arg",
     "resolve_load",
     "vae_dtype",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,18 @@ class LoadSpec:
     prediction_type: str | None = None
     allow_pickle: bool = False
     controlnets: tuple[str, ...] = ()
+    # Text encoders in files of their own (FLUX: T5-XXL and CLIP-L, which a transformer-only file lacks);
+    # which is which is read from each file's header.
+    text_encoders: tuple[str, ...] = ()
+    # Weight quantisation of the denoiser (and T5): "none" or "fp8" (stored in fp8, computed in the working dtype,
+    # or fp8 compute where the card has it), or "auto" (`choose_quantize`). `compile` compiles the denoiser with
+    # torch.compile after loading: "on", "off", or "auto" (`compile_choice`: on a CUDA GPU whose toolchain works).
+    quantize: str = "none"
+    compile: str = "off"
     peak_pixels: int = field(default=1024 * 1024, compare=False)
     view_batch_size: int = field(default=16, compare=False)
+    # The run denoises whole stages as one view (DyPE): another `auto` memory estimate, the same load.
+    whole_picture: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         # A list of lists (from JSON, from a caller) would make the spec unhashable.
@@ -81,6 +101,7 @@ class LoadSpec:
             self, "loras", tuple((str(path), float(weight)) for path, weight in self.loras)
         )
         object.__setattr__(self, "controlnets", tuple(str(path) for path in self.controlnets))
+        object.__setattr__(self, "text_encoders", tuple(str(path) for path in self.text_encoders))
 
 
 @dataclass
@@ -91,6 +112,8 @@ class LoadedPipeline:
     own); change them with `set_vae` / `set_loras`, never by hand. The VAE may be in float32 while
     `dtype` is float16 (see `vae_dtype`): decode with `latents.to(pipe.vae.dtype)`. `device_bytes`
     is the device memory the pipeline took when it was placed (0 with offload or on the CPU).
+    `quantize` is "none" or "fp8", with one `QuantReport` per module stored in fp8 (denoiser first);
+    `compile_message` says whether the denoiser was compiled, or why not ("" when compiling is off).
     """
 
     pipe: Any = field(repr=False)
@@ -103,6 +126,9 @@ class LoadedPipeline:
     loras: tuple[tuple[str, float], ...] = ()
     device_bytes: int = 0
     allow_pickle: bool = False
+    quantize: str = "none"
+    quantized: tuple[QuantReport, ...] = ()
+    compile_message: str = ""
     released: bool = False
     base_vae: Any = field(default=None, repr=False)
     _adapters: dict[str, str] = field(default_factory=dict, repr=False)
@@ -257,6 +283,97 @@ def _device_allocated(device: torch.device) -> int:
     return 0
 
 
+def denoiser_of(pipe: Any) -> Any:
+    """The pipeline's denoiser: FLUX's transformer or the UNet."""
+    transformer = getattr(pipe, "transformer", None)
+    return transformer if transformer is not None else pipe.unet
+
+
+def _t5_encoders(pipe: Any) -> list[Any]:
+    """The pipeline's T5 text encoders (FLUX's `text_encoder_2`); CLIP encoders are small and stay."""
+    return [
+        module
+        for name, module in pipe.components.items()
+        if name.startswith("text_encoder") and type(module).__name__.startswith("T5")
+    ]
+
+
+def compile_choice(requested: str | bool, device: torch.device) -> tuple[bool, str]:
+    """Whether to try torch.compile on the denoiser for the compile setting `requested` on `device`, and
+    for a "no" from `auto` the reason (a line for the info log; "" otherwise).
+
+    "on" always tries (`compile_denoiser` still falls back, saying why); "off" never does; "auto" tries only
+    on a CUDA GPU whose toolchain works (`toolchain_problem`): compiling pays there, while on the CPU it
+    takes minutes for little, and MPS does not use it. True and False (an older caller's) are on and off.
+    The answer depends only on the setting and the device, so it can key the model cache.
+    """
+    from demofusion_app.engine.compile import toolchain_problem
+
+    if isinstance(requested, bool):  # an older caller's
+        requested = "on" if requested else "off"
+    mode = str(requested).strip().lower()
+    if mode not in ("auto", "on", "off"):
+        raise ModelError(f"Unknown compile setting {requested!r}; use auto, on or off.")
+    if mode != "auto":
+        return mode == "on", ""
+    if device.type != "cuda":
+        return False, f"compile: auto keeps the model eager on {device.type} (it pays on CUDA GPUs)"
+    problem = toolchain_problem(device)
+    if problem is not None:
+        return False, f"compile: auto keeps the model eager ({problem})"
+    return True, ""
+
+
+def apply_load_options(loaded: LoadedPipeline, *, quantize: str, compile: str | bool) -> None:
+    """Store the denoiser's and T5's weights in fp8 (`quantize` "fp8") and compile the denoiser (`compile`
+    "on", or "auto" where `compile_choice` says it works), on a pipeline whose components are loaded but
+    not yet placed; records what was done on `loaded`.
+
+    fp8 uses torchao's fp8 compute where `quantize.fp8_backend` allows it for the denoiser (a capable card,
+    the whole model on it), and fp8 storage everywhere else, T5 always (its prompt runs once per run; its
+    activations are too uneven for fp8). On CUDA the rounding runs on the card, a layer at a time.
+    Compiling never fails a load: where inductor cannot work it says why and the denoiser stays eager, and
+    with sequential offload, whose hooks move every layer's weights inside the call, it is not tried. A
+    fallback is a warning when compiling was asked for ("on"), an info line when "auto" chose it.
+    """
+    from demofusion_app.models.quantize import fp8_backend, quantize_fp8
+
+    pipe = loaded.pipe
+    denoiser = denoiser_of(pipe)
+    loaded.quantize = quantize
+    if quantize == "fp8":
+        work = loaded.device if loaded.device.type == "cuda" else None
+        backend = fp8_backend(loaded.device, memory_mode=loaded.memory_mode)
+        reports = [quantize_fp8(denoiser, loaded.dtype, backend=backend, device=work)]
+        reports += [quantize_fp8(t5, loaded.dtype, device=work) for t5 in _t5_encoders(pipe)]
+        loaded.quantized = tuple(reports)
+        for report in reports:
+            _log.info("quantize: %s", report.describe())
+    wanted, reason = compile_choice(compile, loaded.device)
+    if wanted:
+        compiled, loaded.compile_message = _compile(loaded, denoiser)
+        chosen = isinstance(compile, str) and compile.strip().lower() == "auto"
+        level = logging.INFO if compiled or chosen else logging.WARNING
+        _log.log(level, "%s", loaded.compile_message)
+    elif reason:
+        loaded.compile_message = reason
+        _log.info("%s", reason)
+
+
+def _compile(loaded: LoadedPipeline, denoiser: Any) -> tuple[bool, str]:
+    from demofusion_app.engine.compile import compile_denoiser, denoiser_name
+
+    if loaded.memory_mode == "sequential-offload":
+        return False, (
+            f"compile: the {denoiser_name(denoiser)} stays eager with sequential offload (its weights "
+            "move to the device layer by layer inside every call)"
+        )
+    from demofusion_app.store.paths import store_paths
+
+    outcome = compile_denoiser(denoiser, loaded.device, store_paths().cache_dir)
+    return outcome.compiled, outcome.message
+
+
 def _place(loaded: LoadedPipeline) -> None:
     """Put the whole pipeline on its device, or install the offload hooks of its memory mode."""
     pipe, device = loaded.pipe, loaded.device
@@ -304,6 +421,21 @@ class ResolvedLoad:
     facts: DeviceFacts
     dtype: torch.dtype
 
+    def quantize_mode(self) -> str:
+        """The weight quantisation to load with, "none" or "fp8": the spec's, or for "auto" the one this
+        card needs for the model's family (`choose_quantize`; the same on every run on this card)."""
+        return choose_quantize(
+            self.facts, self.spec.quantize, family=self.source.family, dtype=self.dtype
+        )
+
+    def compile_mode(self) -> str:
+        """Whether the denoiser is compiled, "on" or "off": the spec's, or for "auto" what `compile_choice`
+        says for this device (the same on every run here)."""
+        import torch
+
+        wanted, _ = compile_choice(self.spec.compile, torch.device(self.facts.torch_device))
+        return "on" if wanted else "off"
+
     def memory_mode(self, held_bytes: int = 0) -> str:
         """The memory mode to load in: the spec's, or for "auto" the one that fits the device.
         `held_bytes` is device memory held by models that will be freed before this one loads."""
@@ -315,12 +447,16 @@ class ResolvedLoad:
             view_batch_size=self.spec.view_batch_size,
             dtype=self.dtype,
             held_bytes=held_bytes,
+            quantize=self.quantize_mode(),
+            whole_picture=self.spec.whole_picture,
         )
 
     def key(self, memory_mode: str) -> LoadSpec:
         """The base model this load gives, in concrete values: one file named two ways, or "auto"
         and the device it picks, give the same key. No VAE override and no LoRAs, as those are
-        applied to the base in place (the model cache keys its entries by this)."""
+        applied to the base in place (the model cache keys its entries by this). The quantisation
+        ("auto" resolved) and compilation ("on" or "off", `compile_mode`) change the loaded weights and code, so
+        they are part of it: "auto" and the word it comes to on this device give the same key."""
         path = self.source.path
         return LoadSpec(
             model=str(path.resolve()) if path is not None else self.source.ref,
@@ -329,13 +465,19 @@ class ResolvedLoad:
             memory_mode=memory_mode,
             prediction_type=self.source.prediction_type,
             allow_pickle=self.spec.allow_pickle,
+            # The text encoder files the model loads with (FLUX), named, found beside it or none.
+            text_encoders=tuple(str(p.resolve()) for p in self.source.text_encoder_files),
+            quantize=self.quantize_mode(),
+            compile=self.compile_mode(),
         )
 
     def load(self, memory_mode: str) -> LoadedPipeline:
-        """Load the components and place them on the device in `memory_mode`, then apply the
-        spec's VAE and LoRAs; a model that does not fit raises ModelError saying what to change."""
+        """Load the components, quantise and compile them as the spec asks (`apply_load_options`), place
+        them on the device in `memory_mode`, then apply the spec's VAE and LoRAs; a model that does not fit
+        raises ModelError saying what to change."""
         import torch
 
+        quantize = self.quantize_mode()
         pipe = sources.load_components(self.source, self.dtype)
         pipe.set_progress_bar_config(disable=True)
         _set_vae_dtype(pipe.vae, self.dtype)
@@ -351,6 +493,7 @@ class ResolvedLoad:
         )
         before = _device_allocated(loaded.device)
         try:
+            apply_load_options(loaded, quantize=quantize, compile=self.spec.compile)
             _place(loaded)
             loaded.device_bytes = max(0, _device_allocated(loaded.device) - before)
             loaded.set_vae(self.spec.vae)
@@ -361,10 +504,13 @@ class ResolvedLoad:
             if "out of memory" not in str(exc).lower():
                 raise
             _empty_device_cache(loaded.device)
+            smaller = (
+                " or quantisation fp8," if quantize == "none" and loaded.family == "flux" else ""
+            )
             raise ModelError(
                 f"The model does not fit in the memory of {loaded.device} in memory mode "
-                f"{memory_mode}; choose memory mode auto, model-offload or sequential-offload, or "
-                "close other programs that use the GPU."
+                f"{memory_mode}; choose memory mode auto, model-offload or sequential-offload,{smaller} "
+                "or close other programs that use the GPU."
             ) from exc
         except BaseException:
             loaded.free()
@@ -383,6 +529,8 @@ def resolve_load(spec: LoadSpec, *, progress: Callable[..., Any] | None = None) 
         allow_pickle=spec.allow_pickle,
         prediction_type=spec.prediction_type,
         progress=progress,
+        text_encoders=spec.text_encoders,
+        vae=spec.vae,
     )
     return ResolvedLoad(spec, source, facts, dtype)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from demofusion_app.engine.errors import Remedy
 
 from .errors import ModelError
+from .flux_layout import flux_contents, holds_flux_transformer, text_encoder_kind
 from .regular_files import NotRegularFileError, open_regular
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-FAMILIES = ("sdxl", "sd15", "sd2")
+FAMILIES = ("sdxl", "sd15", "sd2", "flux")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 # A real header holds a few thousand entries (well under 1 MB); anything far bigger is not a header.
@@ -44,11 +45,13 @@ _EPS_WORDS = {"epsilon", "eps", "noise"}
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    """What the header of a .safetensors file says: tensor shapes, free-form metadata, data size."""
+    """What the header of a .safetensors file says: tensor shapes, free-form metadata, data size, and
+    each tensor's stored dtype as the format names it ("F16", "BF16", "F8_E4M3", ...)."""
 
     shapes: Mapping[str, tuple[int, ...]]
     metadata: Mapping[str, str] = field(default_factory=dict)
     data_bytes: int = 0
+    dtypes: Mapping[str, str] = field(default_factory=dict)
 
 
 # Shapes and byte offsets are u64 in the format; a JSON number outside that is damage.
@@ -114,6 +117,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         raise _damaged(name, "its header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
     shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, str] = {}
     end = 0
     for key, info in header.items():
         entry = info if isinstance(info, dict) else {}
@@ -126,6 +130,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         if stop < start:
             raise _damaged(name, f"its header gives {key[:80]!r} the byte range {start}..{stop}")
         shapes[key] = shape
+        dtypes[key] = entry["dtype"]
         end = max(end, stop)
     available = size - 8 - length
     if end > available:
@@ -139,7 +144,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         if isinstance(metadata, dict)
         else {}
     )
-    return SafetensorsHeader(shapes=shapes, metadata=meta, data_bytes=end)
+    return SafetensorsHeader(shapes=shapes, metadata=meta, data_bytes=end, dtypes=dtypes)
 
 
 def _has_prefix(names: Iterable[str], prefix: str) -> bool:
@@ -169,13 +174,18 @@ def prediction_hint(metadata: Mapping[str, str], names: Iterable[str] = ()) -> s
 
 
 def content_kind(names: Iterable[str]) -> str:
-    """What a checkpoint holds: "model" (UNet, VAE and text encoders), "unet", "lora", "vae",
-    "controlnet" or "unknown"."""
+    """What a checkpoint holds: "model" (UNet, VAE and text encoders; or a FLUX transformer, with or
+    without its text encoders and VAE, which may come from files beside it), "unet", "lora", "vae",
+    "controlnet", "text_encoder" (T5-XXL or CLIP-L alone) or "unknown"."""
     names = list(names)
     if _has_prefix(names, "lora_") or any(".lora_" in n or "lora_A" in n for n in names):
         return "lora"
     if _has_prefix(names, "controlnet_cond_embedding.") or _has_prefix(names, "control_model."):
         return "controlnet"
+    if holds_flux_transformer(names):
+        return "model"
+    if text_encoder_kind(names) is not None:
+        return "text_encoder"
     if _has_prefix(names, "model.diffusion_model."):
         if _has_prefix(names, "conditioner.embedders.") or _has_prefix(names, "cond_stage_model."):
             return "model"
@@ -192,7 +202,9 @@ _KIND_PROBLEMS = {
     "vae": "holds a VAE, not a whole model; load it as a VAE on top of a base model",
     "unet": "holds a UNet without its text encoders and VAE; use the full checkpoint it came from",
     "controlnet": "holds a ControlNet, not a whole model; give it as a ControlNet next to a base model",
-    "unknown": "holds no Stable Diffusion model",
+    "text_encoder": "holds a text encoder (T5-XXL or CLIP-L) without a model; give it as a text encoder "
+    "of a FLUX model",
+    "unknown": "holds no Stable Diffusion model and no FLUX.1 model",
 }
 
 
@@ -204,8 +216,14 @@ def layout_problem(names: Iterable[str]) -> str | None:
 def family_from_tensors(
     shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str] | None = None
 ) -> tuple[str, str | None]:
-    """(family, prediction type or None) from tensor names and shapes; ModelError if none fits."""
+    """(family, prediction type or None) from tensor names and shapes; ModelError if none fits.
+
+    A FLUX.1 transformer in any layout (with or without text encoders and VAE) gives ("flux", None):
+    FLUX predicts a flow, and its variant is read by `flux_layout.flux_contents`.
+    """
     names = list(shapes)
+    if flux_contents(shapes).transformer is not None:
+        return "flux", None
     hint = prediction_hint(metadata or {}, names)
     if _has_prefix(names, "conditioner.embedders.1."):
         return "sdxl", hint
@@ -234,7 +252,9 @@ def family_from_tensors(
                 return "sd15", hint
             if shape[1] == 1024:
                 return "sd2", hint
-    raise ModelError("it is not an SDXL, SD 1.5 or SD 2.x checkpoint (no known tensor names)")
+    raise ModelError(
+        "it is not an SDXL, SD 1.5, SD 2.x or FLUX.1 checkpoint (no known tensor names)"
+    )
 
 
 def detect_family(path: Path) -> tuple[str, str | None]:

@@ -2,8 +2,9 @@
 
 `resolve` turns what the user typed into a `ModelSource` (family, prediction type, where it is on
 disk) without loading weights; `load_components` builds the pipeline on the CPU with no network: a
-single file gets its weight-less configs and the CLIP vocabulary from `resources/`, so nothing is
-fetched to make sense of it.
+single file gets its weight-less configs and the CLIP (and for FLUX, T5) vocabulary from `resources/`,
+so nothing is fetched to make sense of it. A FLUX.1 file may lack its text encoders and VAE; `resolve`
+finds the files that give them (`flux_files.find_parts`) and lists them in `ModelSource.parts`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from demofusion_app.engine.errors import Remedy
 
 from . import hub
 from .errors import ModelError
+from .flux_layout import FLOW_PREDICTION, flux_contents
 from .regular_files import read_json
 from .single_file import (
     PICKLE_SUFFIXES,
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
 KINDS = ("folder", "single_file", "hub")
-FAMILY_LABELS = {"sdxl": "SDXL", "sd15": "SD 1.5", "sd2": "SD 2.x"}
-_MODEL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+FAMILY_LABELS = {"sdxl": "SDXL", "sd15": "SD 1.5", "sd2": "SD 2.x", "flux": "FLUX.1"}
+_MODEL_COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
 _DROPPED_COMPONENTS = {"safety_checker": None, "feature_extractor": None}
 
 
@@ -47,8 +49,16 @@ class ModelSource:
     """A model reference made concrete.
 
     `kind` is "folder", "single_file" or "hub"; `ref` is what the user gave; `path` the folder or
-    file on disk (for a hub id, its snapshot folder in the HF cache); `family` "sdxl", "sd15" or
-    "sd2"; `prediction_type` "epsilon" or "v_prediction"; `name` a short display name.
+    file on disk (for a hub id, its snapshot folder in the HF cache); `family` "sdxl", "sd15", "sd2"
+    or "flux"; `prediction_type` "epsilon" or "v_prediction" ("flow" for FLUX); `name` a short
+    display name.
+
+    For FLUX, `variant` is "dev" (guidance distilled into the model, a `guidance_embeds` transformer)
+    or "schnell" (no guidance input, few steps); "" for the other families. It picks the shipped
+    config folder (`flux-dev` or `flux-schnell`). `parts` lists, for a FLUX single file, the files
+    that give the networks the file itself lacks, as (diffusers component name, path) pairs:
+    "text_encoder" (CLIP-L), "text_encoder_2" (T5-XXL), "vae". A network not listed comes from the
+    file itself.
     """
 
     kind: str
@@ -57,6 +67,18 @@ class ModelSource:
     family: str
     prediction_type: str
     name: str
+    variant: str = ""
+    parts: tuple[tuple[str, Path], ...] = ()
+
+    def part(self, component: str) -> Path | None:
+        """The file giving `component` ("text_encoder", "text_encoder_2", "vae"), or None when the
+        model's own file or folder gives it."""
+        return dict(self.parts).get(component)
+
+    @property
+    def text_encoder_files(self) -> tuple[Path, ...]:
+        """The text encoder files beside the model (FLUX), in component order."""
+        return tuple(path for name, path in self.parts if name.startswith("text_encoder"))
 
 
 def _check_prediction_type(prediction_type: str | None) -> None:
@@ -73,9 +95,16 @@ def resolve(
     allow_pickle: bool = False,
     prediction_type: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    text_encoders: tuple[str, ...] = (),
+    vae: str | None = None,
 ) -> ModelSource:
     """Make sense of a model reference without loading weights (a hub id may be downloaded, with
     `progress(done_bytes, total_bytes)`); raises ModelError with what to do when it cannot be used.
+
+    `text_encoders` (T5-XXL and CLIP-L files, which is which read from each) and `vae` matter only to a
+    FLUX single file: they give what the file lacks (the VAE only when the file has none of its own);
+    otherwise they are looked for beside the file (see `flux_files`). Other families ignore them, and
+    a FLUX model ignores `prediction_type` (it predicts a flow).
     """
     _check_prediction_type(prediction_type)
     text = str(ref).strip()
@@ -88,7 +117,7 @@ def resolve(
     if path.is_dir():
         return _folder_source("folder", text, path, allow_pickle, prediction_type)
     if path.is_file():
-        return _file_source(text, path, allow_pickle, prediction_type)
+        return _file_source(text, path, allow_pickle, prediction_type, tuple(text_encoders), vae)
     if hub.looks_like_repo_id(text):
         folder = hub.fetch(text, progress=progress)
         return _folder_source("hub", text, folder, allow_pickle, prediction_type)
@@ -99,12 +128,35 @@ def resolve(
 
 
 def _file_source(
-    ref: str, path: Path, allow_pickle: bool, prediction_type: str | None
+    ref: str,
+    path: Path,
+    allow_pickle: bool,
+    prediction_type: str | None,
+    text_encoders: tuple[str, ...] = (),
+    vae: str | None = None,
 ) -> ModelSource:
     suffix = path.suffix.lower()
     if suffix in SAFE_SUFFIXES:
         header = read_header(path)
         shapes, metadata = header.shapes, header.metadata
+        try:
+            flux = flux_contents(shapes)
+        except ModelError as exc:
+            raise ModelError(f"{path.name}: {exc}.") from None
+        if flux.transformer is not None:
+            from .flux_files import find_parts
+
+            parts = find_parts(path, flux, text_encoders, vae)
+            return ModelSource(
+                "single_file",
+                ref,
+                path,
+                "flux",
+                FLOW_PREDICTION,
+                path.stem,
+                variant=flux.variant,
+                parts=parts,
+            )
     elif suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise pickle_refusal(path)
@@ -123,6 +175,10 @@ def _file_source(
         family, hint = family_from_tensors(shapes, metadata)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}.") from None
+    if family == "flux":
+        raise ModelError(
+            f"{path.name} is a FLUX.1 model in a pickle file; FLUX loads from .safetensors files only."
+        )
     prediction = prediction_type or hint or default_prediction_type(family)
     return ModelSource("single_file", ref, path, family, prediction, path.stem)
 
@@ -144,6 +200,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _folder_family(folder: Path, index: dict[str, Any]) -> str:
     class_name = str(index.get("_class_name", ""))
+    if class_name == "FluxPipeline":
+        return "flux"
     if "XL" in class_name:
         if "text_encoder" not in index or index.get("text_encoder") in (None, [None, None]):
             raise ModelError(
@@ -160,7 +218,7 @@ def _folder_family(folder: Path, index: dict[str, Any]) -> str:
         return "sd15"
     raise ModelError(
         f"{folder.name} holds a {class_name or 'non-diffusers'} model; "
-        "this app runs SDXL, SD 1.5 and SD 2.x."
+        "this app runs SDXL, SD 1.5, SD 2.x and FLUX.1."
     )
 
 
@@ -199,28 +257,37 @@ def _folder_source(
                 f"{folder.name}/{component} has no weights; the download is incomplete, "
                 "fetch it again."
             )
+    name = ref if kind == "hub" else folder.name
+    if family == "flux":
+        transformer_config = folder / "transformer" / "config.json"
+        guided = _read_json(transformer_config).get("guidance_embeds", True)
+        variant = "dev" if guided else "schnell"
+        return ModelSource(kind, ref, folder, family, FLOW_PREDICTION, name, variant=variant)
     scheduler_file = folder / "scheduler" / "scheduler_config.json"
     scheduled = (
         _read_json(scheduler_file).get("prediction_type") if scheduler_file.is_file() else None
     )
     prediction = prediction_type or (scheduled if scheduled in PREDICTION_TYPES else "epsilon")
-    name = ref if kind == "hub" else folder.name
     return ModelSource(kind, ref, folder, family, prediction, name)
 
 
-def config_dir_for(family: str, prediction_type: str) -> Path:
-    """The shipped weight-less config folder of a family (SD 2.x has one per prediction type)."""
+def config_dir_for(family: str, prediction_type: str, variant: str = "") -> Path:
+    """The shipped weight-less config folder of a family (SD 2.x has one per prediction type, FLUX
+    one per variant: `flux-dev`, `flux-schnell`)."""
     from demofusion_app.resources import resource_path
 
     name = family
     if family == "sd2" and prediction_type == "v_prediction":
         name = "sd2-v"
+    if family == "flux":
+        name = f"flux-{variant or 'dev'}"
     return resource_path("model_configs", name)
 
 
 def _shared_tokenizers(config_dir: Path) -> dict[str, Any]:
-    """Tokenizers for config folders that ship only tokenizer_config.json, on resources/clip."""
-    from transformers import CLIPTokenizer
+    """Tokenizers for config folders that ship only tokenizer_config.json: CLIP's on resources/clip,
+    T5's (FLUX) on resources/t5."""
+    from transformers import CLIPTokenizer, T5TokenizerFast
 
     from demofusion_app.resources import resource_path
 
@@ -238,8 +305,32 @@ def _shared_tokenizers(config_dir: Path) -> dict[str, Any]:
             for k in ("model_max_length", "pad_token", "bos_token", "eos_token", "unk_token")
             if k in settings
         }
+        listed = index.get(name)
+        class_name = str(listed[1]) if isinstance(listed, list) and len(listed) > 1 else ""
+        if class_name.startswith("T5"):
+            t5 = resource_path("t5", "tokenizer.json")
+            extra = int(settings.get("extra_ids", 100))
+            built[name] = T5TokenizerFast(tokenizer_file=str(t5), extra_ids=extra, **kwargs)
+            continue
         clip = resource_path("clip")
         built[name] = CLIPTokenizer(str(clip / "vocab.json"), str(clip / "merges.txt"), **kwargs)
+    return built
+
+
+def _config_tokenizers(config_dir: Path) -> dict[str, Any]:
+    """Every tokenizer a config folder names: the shared ones, and those it ships in full."""
+    import transformers
+
+    built = _shared_tokenizers(config_dir)
+    index = _read_json(config_dir / "model_index.json")
+    for name in ("tokenizer", "tokenizer_2"):
+        listed = index.get(name)
+        if name in built or not isinstance(listed, list) or len(listed) < 2 or listed[1] is None:
+            continue
+        tokenizer_class = getattr(transformers, str(listed[1]), None)
+        if tokenizer_class is None:
+            raise ModelError(f"{config_dir.name} names an unknown tokenizer {listed[1]!r}.")
+        built[name] = tokenizer_class.from_pretrained(str(config_dir / name))
     return built
 
 
@@ -254,14 +345,18 @@ def _scheduler(config_dir: Path, prediction_type: str) -> Any:
             f"{config_dir.name} names an unknown scheduler {config.get('_class_name')!r}."
         )
     scheduler = scheduler_class.from_config(config)
+    if prediction_type not in PREDICTION_TYPES:  # FLUX's flow matching has no such switch
+        return scheduler
     if scheduler.config.get("prediction_type", "epsilon") != prediction_type:
         scheduler = scheduler_class.from_config(scheduler.config, prediction_type=prediction_type)
     return scheduler
 
 
 def _pipeline_class(family: str) -> Any:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    if family == "flux":
+        return FluxPipeline
     return StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
 
 
@@ -299,9 +394,10 @@ def _failure(source: ModelSource, exc: BaseException) -> ModelError:
     unreadable) stays on the raised error's __cause__, for the log and the diagnostics."""
     what = source.path.name if source.path is not None else source.ref
     label = FAMILY_LABELS.get(source.family, source.family)
+    article = "a" if label.startswith("F") else "an"
     return ModelError(
-        f"Could not load {what} as an {label} model; check that the file is complete and of that "
-        "family."
+        f"Could not load {what} as {article} {label} model; check that the file is complete and of "
+        "that family."
     )
 
 
@@ -312,13 +408,14 @@ def load_components(
 
     `config_dir` replaces the shipped config folder for single files (tests use tiny configs).
     """
-    _check_prediction_type(source.prediction_type)
+    if source.family != "flux":
+        _check_prediction_type(source.prediction_type)
     _quiet_library_progress()
     if source.path is None:
         raise ModelError(f"Model {source.ref} has no local copy; resolve it first.")
     pipeline_class = _pipeline_class(source.family)
-    extra: dict[str, Any] = {} if source.family == "sdxl" else dict(_DROPPED_COMPONENTS)
-    if source.family != "sdxl":
+    extra: dict[str, Any] = {} if source.family in ("sdxl", "flux") else dict(_DROPPED_COMPONENTS)
+    if source.family not in ("sdxl", "flux"):
         extra["requires_safety_checker"] = False
     try:
         if source.kind in ("folder", "hub"):
@@ -331,6 +428,21 @@ def load_components(
                 variant=_fp16_variant(folder, dtype),
                 scheduler=_scheduler(folder, source.prediction_type),
                 **extra,
+            )
+        elif source.family == "flux":
+            from .flux_files import load_flux_single_file
+
+            config = (
+                Path(config_dir)
+                if config_dir is not None
+                else config_dir_for("flux", source.prediction_type, source.variant)
+            )
+            extras = {
+                **_config_tokenizers(config),
+                "scheduler": _scheduler(config, source.prediction_type),
+            }
+            pipe = load_flux_single_file(
+                Path(source.path), dict(source.parts), config, dtype, extras
             )
         else:
             config = (

@@ -60,7 +60,8 @@ def write_tiny_tokenizer(folder: Path) -> Path:
     return folder
 
 
-def _tokenizer(folder: Path, pad_token: str | None = None) -> Any:
+def clip_tokenizer(folder: Path, pad_token: str | None = None) -> Any:
+    """The CLIP tokenizer of a `write_tiny_tokenizer` folder (77 tokens)."""
     from transformers import CLIPTokenizer
 
     kwargs: dict[str, Any] = {"model_max_length": 77}
@@ -69,9 +70,10 @@ def _tokenizer(folder: Path, pad_token: str | None = None) -> Any:
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), **kwargs)
 
 
-def _text_encoder(
+def tiny_text_encoder(
     hidden: int, layers: int, vocab: int, projection: int | None = None, act: str = "quick_gelu"
 ) -> Any:
+    """A random CLIP text model; bos and eos are the vocabulary's last two ids."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
@@ -92,19 +94,21 @@ def _text_encoder(
     return CLIPTextModel(config)
 
 
-def _vae(
+def tiny_vae(
     blocks: tuple[int, ...] = (8, 16, 16, 16),
     layers: int = 1,
     groups: int = 8,
     scaling: float = 0.13025,
     sample_size: int = 128,
+    **extra: Any,
 ) -> Any:
+    """A random AutoencoderKL (4 latent channels unless `extra` says otherwise, e.g. FLUX's 16 and shift)."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        latent_channels=4,
+        **{"latent_channels": 4, **extra},
         down_block_types=("DownEncoderBlock2D",) * len(blocks),
         up_block_types=("UpDecoderBlock2D",) * len(blocks),
         block_out_channels=blocks,
@@ -151,7 +155,7 @@ def build_tiny_pipeline(
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
     tok_dir = tokenizer_dir or write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="df-tok-")))
-    tok = _tokenizer(tok_dir)
+    tok = clip_tokenizer(tok_dir)
     vocab = len(tok)
     torch.manual_seed(seed)
     unet_common: dict[str, Any] = {
@@ -166,8 +170,8 @@ def build_tiny_pipeline(
         "norm_num_groups": 1,
     }
     if family == "sdxl":
-        te1 = _text_encoder(32, 5, vocab)
-        te2 = _text_encoder(64, 10, vocab, projection=32, act="gelu")
+        te1 = tiny_text_encoder(32, 5, vocab)
+        te2 = tiny_text_encoder(64, 10, vocab, projection=32, act="gelu")
         unet = UNet2DConditionModel(
             **unet_common,
             transformer_layers_per_block=(1, 2),
@@ -178,20 +182,20 @@ def build_tiny_pipeline(
             projection_class_embeddings_input_dim=6 * 8 + 32,
         )
         return StableDiffusionXLPipeline(
-            vae=_vae(sample_size=sample_size * 8),
+            vae=tiny_vae(sample_size=sample_size * 8),
             text_encoder=te1,
             text_encoder_2=te2,
             tokenizer=tok,
-            tokenizer_2=_tokenizer(tok_dir, pad_token="!"),
+            tokenizer_2=clip_tokenizer(tok_dir, pad_token="!"),
             unet=unet,
             scheduler=_scheduler(family),
         )
     hidden = 32 if family == "sd15" else 48
-    te = _text_encoder(hidden, 5, vocab, act="quick_gelu" if family == "sd15" else "gelu")
+    te = tiny_text_encoder(hidden, 5, vocab, act="quick_gelu" if family == "sd15" else "gelu")
     extra: dict[str, Any] = {} if family == "sd15" else {"use_linear_projection": True}
     unet = UNet2DConditionModel(**unet_common, cross_attention_dim=hidden, **extra)
     return StableDiffusionPipeline(
-        vae=_vae(scaling=0.18215, sample_size=sample_size * 8),
+        vae=tiny_vae(scaling=0.18215, sample_size=sample_size * 8),
         text_encoder=te,
         tokenizer=tok,
         unet=unet,
@@ -243,14 +247,14 @@ def build_sdxl_shaped_pipeline(device: str = "cpu", dtype: Any = None, seed: int
 
     dtype = dtype or torch.float32
     tok_dir = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="df-tok-")))
-    tok = _tokenizer(tok_dir)
+    tok = clip_tokenizer(tok_dir)
     torch.manual_seed(seed)
     with torch.device(device):
         unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
-        vae = _vae((128, 256, 512, 512), layers=2, groups=32, sample_size=1024)
+        vae = tiny_vae((128, 256, 512, 512), layers=2, groups=32, sample_size=1024)
         vae.register_to_config(force_upcast=True)
-        te1 = _text_encoder(768, 2, len(tok))
-        te2 = _text_encoder(1280, 2, len(tok), projection=1280, act="gelu")
+        te1 = tiny_text_encoder(768, 2, len(tok))
+        te2 = tiny_text_encoder(1280, 2, len(tok), projection=1280, act="gelu")
     # Random weights make a UNet whose outputs explode over 50 steps; scaling the output layer keeps the latents
     # in a realistic range so that timing does not depend on NaN or inf arithmetic.
     with torch.no_grad():
@@ -260,7 +264,7 @@ def build_sdxl_shaped_pipeline(device: str = "cpu", dtype: Any = None, seed: int
         text_encoder=te1,
         text_encoder_2=te2,
         tokenizer=tok,
-        tokenizer_2=_tokenizer(tok_dir, pad_token="!"),
+        tokenizer_2=clip_tokenizer(tok_dir, pad_token="!"),
         unet=unet,
         scheduler=_scheduler("sdxl"),
     )

@@ -4,10 +4,11 @@ model.
 A preset's `parameters` holds any of the generation fields of `Request` (optionally the prompt, the
 negative prompt, the model and the memory mode). `width`/`height` may be "base" or "<n>x base"
 (multiples of the model's trained resolution) and `stride` may be "half" or "quarter" (of the
-model's window), so one preset fits SDXL and SD 1.5 alike; `Preset.resolve(geometry)` turns them
-into numbers. An upscale preset stores a `faithfulness` position or its own `strength` and
-`color_fix`: a position's numbers are not stored but read from the table
-(`demofusion_app.engine.faithfulness`) when the preset is resolved.
+model's window), so one preset fits SDXL, SD 1.5 and FLUX alike; `Preset.resolve(geometry)` turns
+them into numbers (sizes in multiples of 8 px, 16 for FLUX; strides in whole FLUX tokens). An
+upscale preset stores a `faithfulness` position or its own `strength` and `color_fix`: a
+position's numbers are not stored but read from the table (`demofusion_app.engine.faithfulness`)
+when the preset is resolved.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..engine.request import (
     CONTROL_PREPROCESSORS,
     MAX_PROMPT_CHARS,
     MEMORY_MODES,
+    QUANTIZE,
     SCHEDULERS,
     TIMESTEP_SPACINGS,
     Request,
@@ -48,6 +50,8 @@ MAX_NAME_LENGTH = 80
 _NOT_IN_PRESETS = {"init_image", "device", "dtype", "vae", "loras"}
 # ControlNet files and control image files are machine paths: a preset keeps only how they are used.
 _NOT_IN_PRESETS |= {"controlnets", "control_image"}
+# Text encoder files are machine paths too; compiling is a choice of the machine (a setting), not of the work.
+_NOT_IN_PRESETS |= {"text_encoders", "compile"}
 OPTIONAL_FIELDS = ("prompt", "negative_prompt", "model", "memory_mode")
 GENERATION_FIELDS = tuple(
     f.name
@@ -68,8 +72,9 @@ _FLOATS = {
     "cosine_scale_3",
     "sigma",
     "strength",
+    "true_cfg",
 }
-_BOOLS = {"jitter", "progressive", "skip_residual", "dilated", "blur", "window_interaction"}
+_BOOLS = {"jitter", "progressive", "skip_residual", "dilated", "blur", "window_interaction", "dype"}
 # One number for all ControlNets, or one per ControlNet.
 _FLOAT_LISTS = {"control_start", "control_end"}
 _TEXTS = {"prompt", "negative_prompt", "model"}
@@ -81,6 +86,7 @@ _CHOICES: dict[str, tuple[object, ...]] = {
     "color_fix": COLOR_FIXES,
     "faithfulness": (None, *POSITION_KEYS),
     "control_preprocess": CONTROL_PREPROCESSORS,
+    "quantize": QUANTIZE,
 }
 _SPECIAL = {"width", "height", "stride", "seed", "scale", "patch_prompts"}
 _PROMPTS = {"prompt": "prompt", "negative_prompt": "negative prompt"}
@@ -153,10 +159,12 @@ def resolve_value(name: str, value: Any, geometry: Geometry) -> Any:
     if name in ("width", "height") and isinstance(value, str):
         multiple = size_multiple(value)
         assert multiple is not None
-        return max(8, round(geometry.base * multiple / 8) * 8)
+        step = geometry.multiple  # 8 px for the UNet families, 16 for FLUX's 2x2 tokens
+        return max(step, round(geometry.base * multiple / step) * step)
     if name == "stride" and isinstance(value, str):
         word = parse_stride(value)
-        return max(1, geometry.window // STRIDE_WORDS[word])  # type: ignore[index]
+        stride = geometry.window // STRIDE_WORDS[word]  # type: ignore[index]
+        return max(geometry.patch, stride // geometry.patch * geometry.patch)  # whole tokens
     return value
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..engine.request import DEVICES, DTYPES, MEMORY_MODES, Request
+from ..engine.request import COMPILE, DEVICES, DTYPES, MEMORY_MODES, QUANTIZE, Request
 from . import filenames
 from .errors import SettingsError
 from .files import (
@@ -105,6 +105,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("device", str, "auto", "Where models run.", choices=DEVICES),
     Setting("dtype", str, "auto", "Number format of the weights.", choices=DTYPES),
     Setting("memory_mode", str, "auto", "How models are kept in GPU memory.", choices=MEMORY_MODES),
+    Setting(
+        "quantize",
+        str,
+        "auto",
+        "Weights kept in fp8; auto: only where a model needs it to fit the card (FLUX under ~34 GB).",
+        choices=QUANTIZE,
+    ),
+    Setting(
+        "compile",
+        str,
+        "auto",
+        "torch.compile the painting model; auto: on CUDA GPUs where the toolchain works.",
+        choices=COMPILE,
+    ),
     Setting(
         "devices",
         str,

@@ -226,9 +226,22 @@ def test_preview_of_zero_latents_is_the_family_bias() -> None:
 
 def test_preview_refuses_unknown_families_and_channel_counts() -> None:
     with pytest.raises(ValueError, match="family"):
-        preview_rgb(torch.zeros(1, 4, 2, 2), "flux")
+        preview_rgb(torch.zeros(1, 4, 2, 2), "sd3")
     with pytest.raises(ValueError, match="4-channel"):
         preview_rgb(torch.zeros(1, 16, 2, 2), "sdxl")
+    with pytest.raises(ValueError, match="16-channel"):
+        preview_rgb(torch.zeros(1, 4, 2, 2), "flux")
+
+
+def test_flux_preview_reads_sixteen_channels() -> None:
+    """A FLUX latent of all zeros previews as the bias colour; one channel moves it along that row."""
+    zero = np.asarray(preview_rgb(torch.zeros(1, 16, 2, 3), "flux"), dtype=np.int16)
+    assert zero.shape == (2, 3, 3)
+    assert zero[0, 0].tolist() == [123, 118, 117]  # (bias + 1) * 127.5: -0.0329, -0.0718, -0.0851
+    latent = torch.zeros(1, 16, 2, 3)
+    latent[0, 4] = 1.0  # channel 4 is warm: (0.0859, 0.0721, 0.0329)
+    warm = np.asarray(preview_rgb(latent, "flux"), dtype=np.int16)
+    assert (warm[0, 0] - zero[0, 0]).tolist() == [11, 10, 4]  # rounded after the sum
 
 
 def test_shift_factor_is_undone_on_decode_and_applied_on_encode(vae: Any) -> None:

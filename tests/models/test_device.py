@@ -176,7 +176,7 @@ def test_estimated_peak_orders_the_modes_and_grows_with_the_plan() -> None:
     full = estimate_memory("sdxl", peak_pixels=2048**2, view_batch_size=4, dtype=torch.float32)
     assert full.unet == 2 * small.unet
     with pytest.raises(ModelError, match="Unknown model family"):
-        estimate_memory("flux", peak_pixels=1, view_batch_size=1, dtype=torch.float16)
+        estimate_memory("kandinsky", peak_pixels=1, view_batch_size=1, dtype=torch.float16)
 
 
 def test_a_warm_copy_of_the_model_counts_as_free_memory() -> None:

@@ -39,6 +39,8 @@ def test_list_shows_the_built_ins(home: Path, capsys: pytest.CaptureFixture[str]
         "DMD2 4 steps",
         "Faithful upscale",
         "Fast draft",
+        "FLUX dev 2K",
+        "FLUX schnell fast",
         "Hyper-SD 8 steps",
         "Lightning 8 steps",
         "Low VRAM (8 GB)",
@@ -223,3 +225,12 @@ def test_a_disk_failure_exits_1_with_one_line(
     assert run_cli(["presets", "save", "Mine", "--steps", "10"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_save_keeps_the_flux_values(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["presets", "save", "Flux true cfg", "--from", "FLUX dev 2K", "--true-cfg", "4"]
+    assert run_cli([*argv, "--dype", "--quantize", "fp8"]) == 0
+    preset = PresetStore(home).get("Flux true cfg")
+    assert (preset.parameters["true_cfg"], preset.parameters["dype"]) == (4.0, True)
+    assert preset.parameters["quantize"] == "fp8"
+    assert preset.parameters["guidance"] == 3.5  # from the FLUX preset it started from

@@ -26,6 +26,8 @@ BUILTINS = [
     "DMD2 4 steps",
     "Faithful upscale",
     "Fast draft",
+    "FLUX dev 2K",
+    "FLUX schnell fast",
     "Hyper-SD 8 steps",
     "Lightning 8 steps",
     "Low VRAM (8 GB)",

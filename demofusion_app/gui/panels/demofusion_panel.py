@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QSpinBox,
@@ -41,7 +42,29 @@ TIPS = {
     "blur": "Soften that whole-picture look before it is mixed in, which avoids a grainy picture.",
     "patch_prompts": "Each part of the large picture follows only the words of the prompt that "
     "were drawn there, which removes most small copies of the subject. Costs no extra time.",
+    "dype": "How a FLUX model paints the larger stages. DemoFusion: overlapping tiles of the "
+    "model's own size plus a look at the whole picture. DyPE: the whole picture at once, with the "
+    "model's sense of position stretched to fit it (so the subject is not repeated); one model "
+    "call per step, so usually faster.",
 }
+# How the FLUX method choice reads (docs/algorithm.md rule 52); DyPE is FLUX's alone.
+METHOD_CHOICES = (("DemoFusion (tiles)", False), ("DyPE (whole picture)", True))
+ACCDIFFUSION_FLUX_TIP = (
+    "Not for FLUX models: AccDiffusion reads a UNet's attention maps, which FLUX does not have. "
+    "For a FLUX model choose DemoFusion or DyPE as the method."
+)
+# What DyPE does without: it paints every stage as one view, with no tiles and no whole-picture pass.
+NOT_IN_DYPE = (
+    "view_batch_size",
+    "jitter",
+    "dilated",
+    "blur",
+    "stride",
+    "cosine_scale_2",
+    "cosine_scale_3",
+    "sigma",
+)
+DYPE_NOTE = "\n(Not used by DyPE: it paints the whole picture as one view.)"
 DEFAULTS: dict[str, object] = {
     "stride": None,
     "view_batch_size": 16,
@@ -86,6 +109,18 @@ class DemoFusionPanel(QWidget):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self._flux = False
+        # FLUX's method (DemoFusion or DyPE), in sight above the folded section; hidden for UNet models.
+        self.method = name_control(QComboBox(), "dype", TIPS["dype"])
+        for text, dype in METHOD_CHOICES:
+            self.method.addItem(text, dype)
+        self.method_row = QWidget()
+        self.method_row.setObjectName("method_row")
+        method_form = QFormLayout(self.method_row)
+        method_form.setContentsMargins(0, 0, 0, 0)
+        method_form.addRow("Method", fields.add("dype", FieldRow(self.method)))
+        self.method_row.setVisible(False)
+        self.method.currentIndexChanged.connect(self._method_changed)
         self.toggle = name_control(
             QToolButton(), "demofusion_toggle", "Show or hide DemoFusion's own settings"
         )
@@ -148,6 +183,7 @@ class DemoFusionPanel(QWidget):
         form.addRow(self.advanced_toggle)
         form.addRow(self.advanced)
 
+        layout.addWidget(self.method_row)
         layout.addWidget(self.toggle)
         layout.addWidget(self.body)
         self.body.setVisible(False)
@@ -184,6 +220,33 @@ class DemoFusionPanel(QWidget):
             if name in ADVANCED:
                 self.set_advanced_expanded(True)
 
+    @property
+    def dype(self) -> bool:
+        """True when DyPE is the method: a FLUX model with DyPE chosen."""
+        return self._flux and bool(self.method.currentData())
+
+    def set_flux(self, flux: bool) -> None:
+        """The chosen model is FLUX (or not): the method choice shows (DemoFusion or DyPE), and
+        "Avoid repeated objects" (AccDiffusion, UNet models only) is disabled with the reason."""
+        self._flux = flux
+        self.method_row.setVisible(flux)
+        check = self.controls["patch_prompts"]
+        check.setEnabled(not flux)
+        tip = ACCDIFFUSION_FLUX_TIP if flux else TIPS["patch_prompts"]
+        check.setToolTip(tip)
+        check.setAccessibleDescription(tip)
+        self._method_changed()
+
+    def _method_changed(self, _index: int = 0) -> None:
+        """DyPE paints every stage as one view: the tile and whole-picture knobs do not apply."""
+        dype = self.dype
+        for name in NOT_IN_DYPE:
+            control = self.controls[name]
+            control.setEnabled(not dype)
+            control.setToolTip(TIPS[name] + (DYPE_NOTE if dype else ""))
+        self.changed.emit()
+        self.changed_layout.emit()
+
     def values(self) -> dict[str, object]:
         c = self.controls
         stride = c["stride"].value()  # type: ignore[attr-defined]
@@ -195,9 +258,11 @@ class DemoFusionPanel(QWidget):
             data[name] = round(c[name].value(), 4)  # type: ignore[attr-defined]
         for name in SWITCHES:
             data[name] = c[name].isChecked()  # type: ignore[attr-defined]
-        avoid = c["patch_prompts"].isChecked()  # type: ignore[attr-defined]
+        # AccDiffusion is the UNet models' and DyPE FLUX's: each is off for the other family.
+        avoid = c["patch_prompts"].isChecked() and not self._flux  # type: ignore[attr-defined]
         data["patch_prompts"] = self.threshold if avoid else None
         data["window_interaction"] = avoid
+        data["dype"] = self.dype
         return data
 
     def apply(self, values: dict[str, object]) -> None:
@@ -218,3 +283,5 @@ class DemoFusionPanel(QWidget):
                 self.threshold = float(c_value)
             on = c_value is not None or values.get("window_interaction") is True
             c["patch_prompts"].setChecked(on)  # type: ignore[attr-defined]
+        if isinstance(values.get("dype"), bool):
+            self.method.setCurrentIndex(self.method.findData(values["dype"]))

@@ -91,15 +91,33 @@ def resolve_device(requested: str, *, import_torch: bool = False) -> str | None:
     return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
+# A DyPE view is the whole stage (docs/algorithm.md rule 52): a transformer's cost grows with its tokens
+# (the linear layers, about this share of a native view's time) and with their square (attention, the rest).
+DYPE_LINEAR_SHARE = 0.75
+
+
 def window_evaluations(plan: Plan, geometry: Geometry = SDXL) -> float:
     """The plan's UNet evaluations counted in whole windows: a view smaller than the model's
-    window (a stage below its native size) costs its share of one, so a small picture is cheap."""
+    window (a stage below its native size) costs its share of one, so a small picture is cheap;
+    a DyPE view larger than the window costs more than one (`dype_view_cost`)."""
     window = geometry.window
     total = 0.0
     for stage in plan.stages:
+        if stage.kind == "dype":
+            share = stage.latent_height * stage.latent_width / (window * window)
+            total += plan.evaluations(stage) * dype_view_cost(share)
+            continue
         area = min(stage.latent_height, window) * min(stage.latent_width, window)
         total += plan.evaluations(stage) * min(1.0, area / (window * window))
     return total
+
+
+def dype_view_cost(share: float) -> float:
+    """A view of `share` windows' area in windows' time: its linear part grows with the area, its
+    attention with the area's square (a rough model: 4 windows' area costs 7 windows)."""
+    if share <= 1.0:
+        return share
+    return DYPE_LINEAR_SHARE * share + (1.0 - DYPE_LINEAR_SHARE) * share * share
 
 
 def estimate(
@@ -109,9 +127,10 @@ def estimate(
     figures: dict[str, Any],
     geometry: Geometry = SDXL,
     family: str | None = None,
+    quantize: str = "none",
 ) -> Estimate:
     """The cost of `plan` for `model` on `device` (None: not known yet, see `resolve_device`);
-    `figures` is the `run_figures` setting."""
+    `figures` is the `run_figures` setting, `quantize` the request's weights ("auto", "none" or "fp8")."""
     known = figures.get(figures_key(model, device or "")) if device else None
     rate = _number(known.get("seconds_per_evaluation")) if isinstance(known, dict) else None
     measured = rate is not None
@@ -121,7 +140,7 @@ def estimate(
         rate *= (geometry.window / SDXL.window) ** 2
     seconds = rate * window_evaluations(plan, geometry)
     peak = _number(known.get("peak_bytes")) if isinstance(known, dict) else None
-    memory = int(peak) if peak else _typical_memory(plan, family)
+    memory = int(peak) if peak else _typical_memory(plan, family, quantize)
     large = plan.width * plan.height >= LARGE_PIXELS
     warnings = []
     if device == "cpu":
@@ -138,7 +157,7 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _typical_memory(plan: Plan, family: str | None) -> int | None:
+def _typical_memory(plan: Plan, family: str | None, quantize: str = "none") -> int | None:
     """The memory model of `models.device` when torch is already imported (it needs a dtype)."""
     torch = sys.modules.get("torch")
     if torch is None or family is None:
@@ -152,6 +171,9 @@ def _typical_memory(plan: Plan, family: str | None) -> int | None:
             peak_pixels=plan.width * plan.height,
             view_batch_size=1,
             dtype=torch.float16,
+            # auto is decided from the card when the model loads: until then, the weights as stored.
+            quantize="none" if quantize == "auto" else quantize,
+            whole_picture=any(stage.kind == "dype" for stage in plan.stages),
         )
     except ModelError:
         return None

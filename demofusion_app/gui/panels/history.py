@@ -53,7 +53,29 @@ def read_parameters(path: Path) -> dict[str, Any] | None:
     if not found.found:
         return None
     common = ("prompt", "negative_prompt", "seed", "steps", "guidance", "width", "height")
+    # FLUX pictures of other tools: `guidance` is the distilled guidance, `true_cfg` the real CFG.
+    common += ("true_cfg",)
     return {k: getattr(found, k) for k in common if getattr(found, k) is not None}
+
+
+def method_of(parameters: dict[str, Any] | None) -> str:
+    """How one of our pictures was made, in a word: "DyPE", "AccDiffusion", "DemoFusion" (or
+    "Direct" for one pass at the full size); "" for a picture whose metadata does not say (another
+    tool's). Names the sides of a comparison of methods."""
+    params = parameters or {}
+    if "dype" not in params and "progressive" not in params:
+        return ""
+    if params.get("dype"):
+        return "DyPE"
+    if params.get("patch_prompts") is not None:
+        return "AccDiffusion"
+    return "DemoFusion" if params.get("progressive", True) else "Direct"
+
+
+def compare_name(path: Path, parameters: dict[str, Any] | None) -> str:
+    """A picture's name in the viewer's comparison: its method (when known) and its file name."""
+    method = method_of(parameters)
+    return f"{method} · {path.name}" if method else path.name
 
 
 def recent_files(folder: Path, limit: int = 30) -> list[tuple[Path, float]]:

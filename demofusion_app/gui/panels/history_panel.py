@@ -1,4 +1,5 @@
-"""A list of recent results: show one, reuse its settings, upscale it, reveal or delete it.
+"""A list of recent results: show one, reuse its settings, upscale it, reveal or delete it, or
+compare two side by side (say the same prompt and seed made with DyPE and with DemoFusion).
 
 The list fills at once with file names; each picture's stored parameters and its thumbnail (kept
 in the store's cache, so the list looks the same after a restart) are read on a pool thread (a
@@ -13,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QFile, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from ..run.background import Background
 from .fields import name_control
-from .history import HistoryEntry, read_parameters, recent_files, thumbnail
+from .history import HistoryEntry, compare_name, read_parameters, recent_files, thumbnail
 
 ICON = 64
 
@@ -38,6 +40,7 @@ class HistoryPanel(QWidget):
     show_requested = Signal(str)
     upscale_requested = Signal(str)
     reveal_requested = Signal(str)
+    compare_requested = Signal(list)  # [(path, name in the viewer), (path, name)], older first
 
     def __init__(
         self,
@@ -54,8 +57,10 @@ class HistoryPanel(QWidget):
         self.list = name_control(
             QListWidget(),
             "history",
-            "Recent pictures; double-click to view, or restore their settings",
+            "Recent pictures; double-click to view, or restore their settings; Ctrl+click a "
+            "second one to compare the two",
         )
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setIconSize(QSize(ICON, ICON))
         self.list.setWordWrap(True)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -78,6 +83,13 @@ class HistoryPanel(QWidget):
             "Move the selected picture to the trash (Delete)",
         )
         self.delete.setShortcut("Del")
+        self.compare = name_control(
+            QPushButton("Compare two"),
+            "history_compare",
+            "Show the two selected pictures side by side (Ctrl+click to select a second one), e.g. "
+            "the same prompt and seed made with DyPE and with DemoFusion",
+        )
+        self.compare.setEnabled(False)
         for button in (self.upscale, self.reveal, self.delete):
             button.setEnabled(False)
         # one wide button a row, the two short ones side by side: the column stays as narrow
@@ -88,7 +100,10 @@ class HistoryPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addWidget(self.restore)
         layout.addWidget(self.upscale)
+        layout.addWidget(self.compare)
         layout.addLayout(more)
+        self.compare.clicked.connect(self.compare_selected)
+        self.list.itemSelectionChanged.connect(self._selection_count)
         self.upscale.clicked.connect(lambda: self._emit_path(self.upscale_requested))
         self.reveal.clicked.connect(lambda: self._emit_path(self.reveal_requested))
         self.delete.clicked.connect(self.delete_selected)
@@ -161,6 +176,23 @@ class HistoryPanel(QWidget):
         self.restore.setEnabled(bool(params))
         for button in (self.upscale, self.reveal, self.delete):
             button.setEnabled(current is not None)
+
+    def _selection_count(self) -> None:
+        self.compare.setEnabled(len(self.list.selectedItems()) == 2)
+
+    def compare_selected(self) -> bool:
+        """Ask for the two selected pictures side by side, the older one first (the list is newest
+        first), each named by its method and file; False unless exactly two are selected."""
+        items = self.list.selectedItems()
+        if len(items) != 2:
+            return False
+        items.sort(key=self.list.row, reverse=True)
+        pairs = []
+        for item in items:
+            path = str(item.data(Qt.ItemDataRole.UserRole))
+            pairs.append((path, compare_name(Path(path), item.data(Qt.ItemDataRole.UserRole + 1))))
+        self.compare_requested.emit(pairs)
+        return True
 
     def selected_path(self) -> str | None:
         item = self.list.currentItem()

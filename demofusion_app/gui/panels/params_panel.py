@@ -41,19 +41,50 @@ CUSTOM = "Custom size"
 PLAN_LINES = 3
 ELLIPSIS = "\u2026"
 
+# The guidance a family starts from: CFG 7.5 for the UNet models, FLUX.1-dev's distilled guidance 3.5
+# (docs/algorithm.md rule 47). A value still at one family's default moves to the other's with the model.
+UNET_GUIDANCE = 7.5
+FLUX_GUIDANCE = 3.5
+FLUX_SCHEDULERS = ("euler",)  # rule 46: FLUX samples with flow-matching Euler only
+GUIDANCE_TIP = (
+    "How closely the picture follows the prompt: higher = more literal and contrasty,"
+    " lower = freer and softer (7.5 is usual; 1 turns it off)"
+)
+FLUX_GUIDANCE_TIP = (
+    "FLUX's distilled guidance, an input of the model: how closely the picture follows the prompt"
+    " (3.5 is usual; higher = more literal and contrasty). It costs no extra time; the negative"
+    " prompt needs True CFG."
+)
+SCHNELL_GUIDANCE_TIP = (
+    "FLUX schnell has no guidance input: it ignores this value. The picture follows the prompt"
+    " as the model was distilled to."
+)
+SCHNELL_SUFFIX = "  (schnell ignores it)"
+TRUE_CFG_TIP = (
+    "Real classifier-free guidance on top of the distilled guidance, with the negative prompt:"
+    " 1 = off. Above 1 (e.g. 4) every step paints twice, once with the negative prompt, so the"
+    " run takes twice as long."
+)
+RESCALE_TIP = (
+    "Tames the washed-out, over-bright look strong guidance gives some models (0 = off;"
+    " 0.7 is usual for v-prediction models)"
+)
+FLUX_RESCALE_TIP = "Not used by FLUX models: their guidance is an input of the model, not CFG."
 
-def plain_plan(plan: Plan) -> str:
-    """The plan's description in plain words: "evaluations" is kept for the Advanced knobs."""
-    return plan.describe().replace("UNet evaluations", "UNet runs")
+
+def plain_plan(plan: Plan, flux: bool = False) -> str:
+    """The plan's description in plain words: "evaluations" is kept for the Advanced knobs; a
+    FLUX model's denoiser is a transformer, not a UNet."""
+    return plan.describe().replace("UNet evaluations", "transformer runs" if flux else "UNet runs")
 
 
-def plan_text(plan: Plan, source_size: tuple[int, int] | None = None) -> str:
+def plan_text(plan: Plan, source_size: tuple[int, int] | None = None, flux: bool = False) -> str:
     """What the plan line says: the stages, and for an upscale the picture's size and the target's
     (`source_size` is (height, width))."""
     if source_size is None:
-        return plain_plan(plan)
+        return plain_plan(plan, flux)
     height, width = source_size
-    return f"upscale {width}x{height} -> {plan.width}x{plan.height} in {plain_plan(plan)}"
+    return f"upscale {width}x{height} -> {plan.width}x{plan.height} in {plain_plan(plan, flux)}"
 
 
 def parse_loras(text: str) -> list[list[object]]:
@@ -181,15 +212,16 @@ class ParamsPanel(QWidget):
         )
         self.steps.setRange(1, MAX_STEPS)
         self.steps.setValue(50)
-        self.guidance = name_control(
-            QDoubleSpinBox(),
-            "guidance",
-            "How closely the picture follows the prompt: higher = more literal and contrasty,"
-            " lower = freer and softer (7.5 is usual; 1 turns it off)",
-        )
+        self.guidance = name_control(QDoubleSpinBox(), "guidance", GUIDANCE_TIP)
         self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)
-        self.guidance.setValue(7.5)
+        self.guidance.setValue(UNET_GUIDANCE)
+        self.guidance_label = QLabel("Guidance")
+        self.true_cfg = name_control(QDoubleSpinBox(), "true_cfg", TRUE_CFG_TIP)
+        self.true_cfg.setRange(1.0, 30.0)
+        self.true_cfg.setSingleStep(0.5)
+        self.true_cfg.setSpecialValueText("1 (off)")
+        self.true_cfg.setValue(1.0)
         self.seed = name_control(
             QLineEdit(),
             "seed",
@@ -217,12 +249,10 @@ class ParamsPanel(QWidget):
             " some look finished in fewer steps",
         )
         self.scheduler.addItems(SCHEDULERS)
-        self.guidance_rescale = name_control(
-            QDoubleSpinBox(),
-            "guidance_rescale",
-            "Tames the washed-out, over-bright look strong guidance gives some models (0 = off;"
-            " 0.7 is usual for v-prediction models)",
-        )
+        self._flux = False
+        self._variant = ""
+        self._unet_scheduler = "euler"  # the UNet choice, back when a FLUX model is left
+        self.guidance_rescale = name_control(QDoubleSpinBox(), "guidance_rescale", RESCALE_TIP)
         self.guidance_rescale.setRange(0.0, 1.0)
         self.guidance_rescale.setSingleStep(0.05)
         self.vae = name_control(
@@ -254,7 +284,10 @@ class ParamsPanel(QWidget):
         form.addRow("", self.plan)
         form.addRow("", self.estimate)
         form.addRow("Steps", fields.add("steps", FieldRow(self.steps)))
-        form.addRow("Guidance", fields.add("guidance", FieldRow(self.guidance)))
+        form.addRow(self.guidance_label, fields.add("guidance", FieldRow(self.guidance)))
+        self._true_cfg_row = fields.add("true_cfg", FieldRow(self.true_cfg))
+        form.addRow("True CFG", self._true_cfg_row)
+        form.setRowVisible(self._true_cfg_row, False)  # FLUX only
         form.addRow("Seed", seed_row)
         form.addRow("Scheduler", fields.add("scheduler", FieldRow(self.scheduler)))
         form.addRow("Rescale", fields.add("guidance_rescale", FieldRow(self.guidance_rescale)))
@@ -271,6 +304,7 @@ class ParamsPanel(QWidget):
             self.height.valueChanged,
             self.steps.valueChanged,
             self.guidance.valueChanged,
+            self.true_cfg.valueChanged,
             self.seed.textChanged,
             self.scheduler.currentIndexChanged,
             self.guidance_rescale.valueChanged,
@@ -335,6 +369,50 @@ class ParamsPanel(QWidget):
             self._geometry = geometry
             self._fill_sizes()
 
+    @property
+    def is_flux(self) -> bool:
+        """True while the chosen model is a FLUX model (set by `set_family`)."""
+        return self._flux
+
+    def set_family(self, flux: bool, variant: str = "") -> None:
+        """The chosen model's kind: FLUX (`variant` "dev", "schnell" or "" unknown) or a UNet model.
+
+        For FLUX the guidance reads as the distilled guidance (disabled for schnell, which has no
+        guidance input), True CFG appears, the scheduler offers Euler only and Rescale does not apply;
+        a guidance still at the other family's default moves to this one's (rule 47)."""
+        changed = flux != self._flux
+        self._flux, self._variant = flux, variant
+        if changed:
+            old, new = (UNET_GUIDANCE, FLUX_GUIDANCE) if flux else (FLUX_GUIDANCE, UNET_GUIDANCE)
+            if self.guidance.value() == old:
+                self.guidance.setValue(new)
+            self._fill_schedulers()
+        schnell = flux and variant == "schnell"
+        self.guidance_label.setText("Distilled guidance" if flux else "Guidance")
+        tip = SCHNELL_GUIDANCE_TIP if schnell else FLUX_GUIDANCE_TIP if flux else GUIDANCE_TIP
+        self.guidance.setToolTip(tip)
+        self.guidance.setAccessibleDescription(tip)
+        self.guidance.setEnabled(not schnell)
+        self.guidance.setSuffix(SCHNELL_SUFFIX if schnell else "")
+        self._form.setRowVisible(self._true_cfg_row, flux)
+        self.guidance_rescale.setEnabled(not flux)
+        self.guidance_rescale.setToolTip(FLUX_RESCALE_TIP if flux else RESCALE_TIP)
+        self.changed.emit()
+
+    def _fill_schedulers(self) -> None:
+        """Euler alone for FLUX; every scheduler, with the artist's earlier choice, otherwise."""
+        current = self.scheduler.currentText()
+        self.scheduler.blockSignals(True)
+        self.scheduler.clear()
+        if self._flux:
+            if current in SCHEDULERS:
+                self._unet_scheduler = current
+            self.scheduler.addItems(FLUX_SCHEDULERS)
+        else:
+            self.scheduler.addItems(SCHEDULERS)
+            self.scheduler.setCurrentText(self._unet_scheduler)
+        self.scheduler.blockSignals(False)
+
     def set_last_seed(self, seed: int) -> None:
         self._last_seed = seed
         self.reuse_seed.setEnabled(True)
@@ -369,6 +447,8 @@ class ParamsPanel(QWidget):
             "height": self.height.value(),
             "steps": self.steps.value(),
             "guidance": round(self.guidance.value(), 4),
+            # True CFG is FLUX's; for other models it is off (the plan refuses it there).
+            "true_cfg": round(self.true_cfg.value(), 4) if self._flux else 1.0,
             "seed": self.seed.text().strip(),
             "scheduler": self.scheduler.currentText(),
             "guidance_rescale": round(self.guidance_rescale.value(), 4),
@@ -383,11 +463,18 @@ class ParamsPanel(QWidget):
                 getattr(self, name).setValue(value)
         if isinstance(values.get("guidance"), (int, float)):
             self.guidance.setValue(float(values["guidance"]))  # type: ignore[arg-type]
+        true_cfg = values.get("true_cfg")
+        if isinstance(true_cfg, (int, float)) and not isinstance(true_cfg, bool):
+            self.true_cfg.setValue(float(true_cfg))
         if "seed" in values:
             seed = values["seed"]
             self.seed.setText("" if seed is None else str(seed))
-        if values.get("scheduler") in SCHEDULERS:
-            self.scheduler.setCurrentText(str(values["scheduler"]))
+        scheduler = values.get("scheduler")
+        if scheduler in SCHEDULERS:
+            if self._flux and scheduler not in FLUX_SCHEDULERS:
+                self._unet_scheduler = str(scheduler)  # kept for when a UNet model is chosen
+            else:
+                self.scheduler.setCurrentText(str(scheduler))
         if isinstance(values.get("guidance_rescale"), (int, float)):
             self.guidance_rescale.setValue(float(values["guidance_rescale"]))  # type: ignore[arg-type]
         if "vae" in values:

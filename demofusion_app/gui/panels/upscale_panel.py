@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..run.upscale_sources import CHOICES, SCALE_CHOICES, Offer, Source, State
+from .controlnet_picker import PATH_TIP as CONTROLNET_TIP
 from .controlnet_picker import ControlNetPicker
 from .faithfulness_slider import FaithfulnessSlider
 from .fields import FieldRegistry, FieldRow, name_control
@@ -33,6 +34,11 @@ STRENGTH_TIP = (
     "How much the picture may change: 1 repaints every stage from noise guided by the picture, "
     "lower values keep more of the original. The Faithfulness slider sets it; a value of your "
     "own sets the slider to Custom."
+)
+WARNING_STYLE = "color: #b35900;"
+CONTROLNET_FLUX_TIP = (
+    "Not for FLUX models: the ControlNets here are for SDXL and SD 1.5. The faithfulness slider "
+    "and the strength keep an upscale close to the picture."
 )
 
 
@@ -65,6 +71,11 @@ class UpscalePanel(QWidget):
         self.found = name_control(QLabel(), "metadata_note")
         self.found.setWordWrap(True)
         self.found.setStyleSheet("color: #2d5f9a;")
+        # A warning about the selected picture (made with another kind of model); never blocks a run.
+        self.warning = name_control(QLabel(), "metadata_warning")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(WARNING_STYLE)
+        self.warning.hide()
         self.choices: dict[str, QCheckBox] = {
             choice: name_control(QCheckBox(choice.capitalize()), f"use_{choice}")
             for choice in CHOICES
@@ -130,6 +141,7 @@ class UpscalePanel(QWidget):
         self.strength.setRange(0.05, 1.0)
         self.strength.setSingleStep(0.05)
         self.controlnet = ControlNetPicker()
+        self._flux = False
         # The slider sets strength, colour fix and ControlNet scale; it starts at the faithful end.
         self.faithfulness = FaithfulnessSlider(self.strength, self.controlnet)
         self.color_fix = self.faithfulness.color_fix
@@ -152,6 +164,7 @@ class UpscalePanel(QWidget):
         layout.addWidget(self.queue)
         layout.addLayout(buttons)
         layout.addWidget(self.found)
+        layout.addWidget(self.warning)
         layout.addWidget(self.choice_box)
         layout.addLayout(form)
         self.remove.clicked.connect(self._remove)
@@ -235,6 +248,12 @@ class UpscalePanel(QWidget):
         self.found.setText(text)
         self.found.setToolTip("")
         self.choice_box.hide()
+        self.set_warning("")
+
+    def set_warning(self, text: str) -> None:
+        """A warning under the picture's origin line ("" hides it)."""
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
 
     def show_picture(
         self, line: str, offered: list[Offer], use: set[str], editable: bool = True
@@ -253,13 +272,22 @@ class UpscalePanel(QWidget):
             box.setChecked(offer.usable and offer.choice in use)
         self.choice_box.setVisible(any(offer.usable for offer in offered))
 
+    def set_flux(self, flux: bool) -> None:
+        """A FLUX model takes no ControlNet here: the picker is disabled and says why (its path is
+        kept for when an SDXL or SD 1.5 model is chosen again)."""
+        self._flux = flux
+        self.controlnet.setEnabled(not flux)
+        for widget in (self.controlnet, self.controlnet.path, self.controlnet.choose):
+            widget.setToolTip(CONTROLNET_FLUX_TIP if flux else CONTROLNET_TIP)
+        self.controlnet.path.setPlaceholderText("not for FLUX models" if flux else "none")
+
     def values(self) -> dict[str, object]:
         """`scale` (None: use the form's width and height), `strength`, `color_fix`,
-        `faithfulness` (None: Custom) and `controlnets`."""
+        `faithfulness` (None: Custom) and `controlnets` (none for a FLUX model)."""
         return {
             "scale": self.scale.currentData(),
             **self.faithfulness.values(),
-            **self.controlnet.values(),
+            **(self.controlnet.values() if not self._flux else {"controlnets": ()}),
         }
 
     def stored_values(self) -> dict[str, object]:

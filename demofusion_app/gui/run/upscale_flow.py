@@ -43,6 +43,7 @@ from .upscale_sources import (
     Source,
     SourceQueue,
     State,
+    family_warning,
     form_values,
     offers,
     origin_line,
@@ -93,6 +94,9 @@ class FlowHost:
     """The model references the picker offers."""
     running: Callable[[], bool]
     """True while a run goes (the viewer then belongs to it)."""
+    model_family: Callable[[], str | None] = lambda: None
+    """The chosen model's family ("flux", "sdxl", ...; None when unknown), to warn when a picture
+    was made with another kind of model."""
 
 
 @dataclass(frozen=True)
@@ -482,6 +486,11 @@ class UpscaleFlow(QObject):
         found = source.found
         editable = source.state is State.PENDING
         self.panel.show_picture(origin_line(found), offers(found), source.use, editable)
+        self.panel.set_warning(family_warning(found, self.host.model_family()) or "")
+
+    def model_changed(self) -> None:
+        """Another model was chosen: the selected picture's notes follow (its family warning)."""
+        self._show_selected()
 
     def _refresh(self) -> None:
         # Decoded pictures are kept only while they may still run (a finished one is in the

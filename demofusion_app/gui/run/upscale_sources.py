@@ -40,11 +40,24 @@ CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "steps": ("steps",),
     "sampler": ("scheduler",),
-    "cfg": ("guidance",),
+    "cfg": ("guidance", "true_cfg"),  # FLUX: the distilled guidance and the true CFG
 }
 """The request fields each choice sets."""
 OFFERED_FIELDS = tuple(name for fields in CHOICE_FIELDS.values() for name in fields)
 GUIDANCE_RANGE = (0.0, 50.0)  # as the request accepts it
+TRUE_CFG_RANGE = (1.0, 30.0)  # as the plan accepts it for FLUX
+# Model families as metadata and discovery name them, in words; families of one group are one kind of
+# model to a picture's settings (an SD 1.5 picture suits an SD 2.x model better than FLUX).
+FAMILY_NAMES = {
+    "flux": "FLUX",
+    "sdxl": "SDXL",
+    "sd15": "SD 1.5",
+    "sd2": "SD 2.x",
+    "sd2-v": "SD 2.x",
+    "sd": "SD 1.x or 2.x",
+    "sd3": "SD 3",
+}
+_FAMILY_GROUPS = {"sd15": "sd", "sd2": "sd", "sd2-v": "sd"}
 _SHORT = 40  # characters of a value shown on a checkbox; the tooltip has all of it
 
 
@@ -234,6 +247,8 @@ def _sampler(found: FoundMetadata) -> Offer:
 
 
 def _cfg(found: FoundMetadata) -> Offer:
+    if found.family == "flux":
+        return _flux_guidance(found)
     cfg = found.guidance
     if cfg is None:
         return Offer("cfg", "CFG", "This picture does not record its CFG (guidance).")
@@ -244,6 +259,63 @@ def _cfg(found: FoundMetadata) -> Offer:
         return Offer("cfg", f"CFG {_short(shown)}", why)
     tip = _OWN_SETTINGS.format(what="the form's guidance") + f" Tick to use CFG {shown}."
     return Offer("cfg", f"CFG {shown}", tip, {"guidance": cfg})
+
+
+def _flux_guidance(found: FoundMetadata) -> Offer:
+    """A FLUX picture's guidance: the distilled guidance the model takes, and the true CFG (rule 47);
+    ticking sets both fields."""
+    guidance, true_cfg = found.guidance, found.true_cfg
+    if guidance is None and true_cfg is None:
+        return Offer("cfg", "Guidance", "This FLUX picture does not record its guidance.")
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    low, high = GUIDANCE_RANGE
+    if guidance is not None:
+        if low <= guidance <= high:
+            values["guidance"] = guidance
+        else:
+            problems.append(f"its distilled guidance {guidance:g} is outside {low:g} to {high:g}")
+    low, high = TRUE_CFG_RANGE
+    if true_cfg is not None:
+        if low <= true_cfg <= high:
+            values["true_cfg"] = true_cfg
+        else:
+            problems.append(f"its true CFG {true_cfg:g} is outside {low:g} to {high:g}")
+    text = "Guidance" + (f" {guidance:g}" if "guidance" in values else "")
+    if values.get("true_cfg", 1.0) > 1.0:
+        text += f" + CFG {true_cfg:g}"
+    if not values:
+        return Offer("cfg", text, f"The picture's {' and '.join(problems)}; the form's are used.")
+    shown = [f"distilled guidance {values['guidance']:g}"] if "guidance" in values else []
+    if "true_cfg" in values:
+        shown.append("true CFG off" if true_cfg == 1.0 else f"true CFG {true_cfg:g}")
+    tip = _OWN_SETTINGS.format(what="the form's guidance") + (
+        f" Tick to use the FLUX picture's {' and '.join(shown)}."
+    )
+    if problems:
+        tip += f" Not used: {'; '.join(problems)}."
+    return Offer("cfg", text, tip, values)
+
+
+def family_name(family: str) -> str:
+    """A model family in words ("FLUX", "SDXL", "SD 1.5"...); an unknown one as it is written."""
+    return FAMILY_NAMES.get(family, family)
+
+
+def family_warning(found: FoundMetadata, model_family: str | None) -> str | None:
+    """A line saying the picture was made with another kind of model than the chosen one (a FLUX
+    picture and an SDXL model, or the reverse); None when they match or either is unknown. Only a
+    warning: the upscale runs with the chosen model all the same."""
+    picture = found.family
+    if not picture or not model_family:
+        return None
+    if _FAMILY_GROUPS.get(picture, picture) == _FAMILY_GROUPS.get(model_family, model_family):
+        return None
+    return (
+        f"Made with {family_name(picture)}, and the chosen model is {family_name(model_family)}: "
+        "the picture's prompt and values may suit it less. The upscale still runs, with the "
+        "chosen model."
+    )
 
 
 def _warning(found: FoundMetadata, word: str) -> str | None:

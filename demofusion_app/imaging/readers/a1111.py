@@ -6,6 +6,12 @@ pairs separated by commas, where a value holding a comma, colon or newline is wr
 string. It is read from PNG text `parameters`, the EXIF UserComment of JPEG and WebP, a JPEG
 comment, or the stealth text in the pixels. Keys are compared without case ("CFG Scale" is
 "CFG scale"); prompts lose surrounding white space.
+
+Forge's FLUX pictures add `Distilled CFG Scale` (FLUX's distilled guidance; absent for schnell,
+which has none) and `Module 1`, `Module 2`, ... (the VAE and text encoders loaded beside the
+model: "ae", "clip_l", "t5xxl_fp16"). A picture is FLUX when it has a distilled CFG scale, a T5 or
+FLUX "ae" module, or a model named so; then the distilled CFG scale is the record's `guidance` and
+`CFG scale` its `true_cfg`.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from demofusion_app.imaging.readers.record import (
     FoundMetadata,
     as_float,
     as_int,
+    family_from_name,
     seed_of,
     short_enough,
     stripped,
+    true_cfg_of,
 )
 
 # A1111's rules for the last line: a key is a word character followed by word characters, spaces,
@@ -34,6 +42,7 @@ _NEGATIVE = "Negative prompt:"
 _RE_SPACE = re.compile(r"\s*")
 _RE_WORD = re.compile(r"\w")
 _RE_KEY_REST = re.compile(r"[\w \-/]*")
+_RE_MODULE = re.compile(r"module \d+")
 
 
 def _unquote(value: str) -> str:
@@ -122,24 +131,42 @@ def record_from_fields(
         return next((folded[n.casefold()] for n in names if n.casefold() in folded), None)
 
     sampler = get("Sampler") or None
-    scheduler, warning = samplers.our_scheduler("a1111", sampler, get(*schedule_keys))
+    model = get("Model") or None
+    distilled = get("Distilled CFG Scale")
+    family = _family(folded, distilled, model)
+    flux = family == "flux"
+    scheduler, warning = samplers.our_scheduler("a1111", sampler, get(*schedule_keys), flux=flux)
     if warning:
         notes.append(warning)
+    cfg = as_float(get("CFG scale"))
     return FoundMetadata(
         source=source,
         prompt=stripped(get("Raw prompt", "Prompt")),
         negative_prompt=stripped(get("Raw negative prompt", "Negative prompt")),
         seed=seed_of(get("Seed"), source, notes),
-        model=get("Model") or None,
+        model=model,
         steps=as_int(get("Steps")),
-        guidance=as_float(get("CFG scale")),
+        guidance=as_float(distilled) if flux else cfg,
         width=as_int(get("Size-1")),
         height=as_int(get("Size-2")),
         sampler=sampler,
         raw=raw,
         origin=origin,
         scheduler=scheduler,
+        family=family,
+        true_cfg=true_cfg_of(cfg) if flux else None,
     )
+
+
+def _family(folded: dict[str, str], distilled: str | None, model: str | None) -> str | None:
+    """FLUX when the text has Forge's distilled CFG scale or FLUX's modules (a T5 text encoder,
+    FLUX's VAE "ae"), else what the model's name says."""
+    if distilled is not None:
+        return "flux"
+    modules = [v.casefold() for k, v in folded.items() if _RE_MODULE.fullmatch(k)]
+    if any(m.startswith("t5") or m.split(".")[0] == "ae" for m in modules):
+        return "flux"
+    return family_from_name(model)
 
 
 def from_text(

@@ -3,6 +3,10 @@
 (JPEG savers: the API graph itself, or an object holding `prompt` and `workflow`). The graphs are
 walked by `demofusion_app.imaging.comfyui`; the API graph is preferred, the workflow read when the
 API graph is missing or gives nothing.
+
+The family is the graph's (FLUX-only nodes, a CLIP loader's type) or, failing that, the model's
+name's. For FLUX, the distilled guidance (FluxGuidance, CLIPTextEncodeFlux) is the record's
+`guidance` and the sampler's or CFGGuider's CFG its `true_cfg`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,13 @@ from typing import Any
 from demofusion_app.imaging import comfyui as graphs
 from demofusion_app.imaging.readers import samplers
 from demofusion_app.imaging.readers.chunks import Chunks
-from demofusion_app.imaging.readers.record import FoundMetadata, seed_of, stripped
+from demofusion_app.imaging.readers.record import (
+    FoundMetadata,
+    family_from_name,
+    seed_of,
+    stripped,
+    true_cfg_of,
+)
 
 TOO_LARGE = "The picture's ComfyUI graph is too large to read; it was ignored."
 
@@ -25,9 +35,14 @@ def record(
     notes: list[str],
 ) -> FoundMetadata:
     """Our record from a walked graph; `what` names the graph ("ComfyUI graph")."""
-    scheduler, warning = samplers.our_scheduler("comfyui", result.sampler, result.scheduler)
+    family = result.family or family_from_name(result.model)
+    flux = family == "flux"
+    scheduler, warning = samplers.our_scheduler(
+        "comfyui", result.sampler, result.scheduler, flux=flux
+    )
     if warning:
         notes.append(warning)
+    notes.extend(result.notes)
     origin = f"{what}: {result.node_type or 'sampler'} node {result.node_id}"
     return FoundMetadata(
         source=source,
@@ -36,13 +51,15 @@ def record(
         seed=seed_of(result.seed, source, notes),
         model=result.model,
         steps=result.steps,
-        guidance=result.guidance,
+        guidance=result.flux_guidance if flux else result.guidance,
         width=result.width,
         height=result.height,
         sampler=result.sampler,
         raw=raw,
         origin=origin,
         scheduler=scheduler,
+        family=family,
+        true_cfg=true_cfg_of(result.guidance) if flux else None,
     )
 
 

@@ -1,6 +1,12 @@
-"""Our own JSON (`demofusion` PNG text): the whole request, read back exactly."""
+"""Our own JSON (`demofusion` PNG text): the whole request, read back exactly.
+
+The request holds FLUX's `true_cfg` and `dype` like any other field; `family` is the model family
+the run loaded, written by newer versions (older pictures: what the model's name says).
+"""
 
 from __future__ import annotations
+
+import re
 
 from demofusion_app.engine import faithfulness
 from demofusion_app.engine.request import COLOR_FIXES
@@ -11,12 +17,15 @@ from demofusion_app.imaging.readers.record import (
     as_float,
     as_int,
     as_str,
+    family_from_name,
     seed_of,
     shown,
 )
 
 KEY = "demofusion"
 _SCHEDULERS = ("euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc")
+# A family name as our writer records one ("flux", "sdxl", "sd15", "sd2-v").
+_RE_FAMILY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,23}")
 
 
 def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
@@ -33,12 +42,16 @@ def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
         request.pop("seed")
     _check_faithfulness(request, notes)
     scheduler = as_str(request.get("scheduler"))
+    model = as_str(data.get("model")) or as_str(request.get("model"))
+    family = as_str(data.get("family"))
+    if family is None or not _RE_FAMILY.fullmatch(family):
+        family = family_from_name(model)
     return FoundMetadata(
         source="demofusion",
         prompt=as_str(request.get("prompt")),
         negative_prompt=as_str(request.get("negative_prompt")),
         seed=seed,
-        model=as_str(data.get("model")) or as_str(request.get("model")),
+        model=model,
         steps=as_int(request.get("steps")),
         guidance=as_float(request.get("guidance")),
         width=as_int(data.get("width")),
@@ -48,6 +61,8 @@ def read(chunks: Chunks, notes: list[str]) -> FoundMetadata | None:
         request=request,
         origin="EXIF ImageDescription" if in_exif else chunks.origin(KEY),
         scheduler=scheduler if scheduler in _SCHEDULERS else None,
+        family=family,
+        true_cfg=as_float(request.get("true_cfg")) if family == "flux" else None,
     )
 
 

@@ -14,9 +14,11 @@ from demofusion_app.imaging.readers.record import (
     as_float,
     as_int,
     as_str,
+    family_from_name,
     get_ci,
     seed_of,
     stripped,
+    true_cfg_of,
 )
 
 
@@ -34,6 +36,8 @@ class Keys:
     width: str = "width"
     height: str = "height"
     scheduler: str = "scheduler"
+    # FLUX's distilled guidance, for a tool that records it apart from the CFG (SwarmUI).
+    flux_guidance: str | None = None
 
 
 def record_from_keys(
@@ -47,27 +51,36 @@ def record_from_keys(
     notes: list[str],
 ) -> FoundMetadata:
     """The record of `params` read through `keys`; the sampler is mapped as `sampler_family` names it
-    (a name with no equivalent of ours becomes a warning in `notes`)."""
+    (a name with no equivalent of ours becomes a warning in `notes`). A FLUX guidance recorded
+    (`keys.flux_guidance`) or a model named FLUX makes the record FLUX: the FLUX guidance is its
+    `guidance` and the CFG its `true_cfg`."""
     sampler = as_str(get_ci(params, keys.sampler))
+    model = as_str(get_ci(params, keys.model))
+    flux_guidance = as_float(get_ci(params, keys.flux_guidance)) if keys.flux_guidance else None
+    family = "flux" if flux_guidance is not None else family_from_name(model)
+    flux = family == "flux"
     scheduler, warning = samplers.our_scheduler(
-        sampler_family, sampler, get_ci(params, keys.scheduler)
+        sampler_family, sampler, get_ci(params, keys.scheduler), flux=flux
     )
     if warning:
         notes.append(warning)
+    cfg = as_float(get_ci(params, keys.guidance))
     return FoundMetadata(
         source=source,
         prompt=stripped(get_ci(params, keys.prompt)),
         negative_prompt=stripped(get_ci(params, keys.negative_prompt)),
         seed=seed_of(get_ci(params, keys.seed), source, notes),
-        model=as_str(get_ci(params, keys.model)),
+        model=model,
         steps=as_int(get_ci(params, keys.steps)),
-        guidance=as_float(get_ci(params, keys.guidance)),
+        guidance=flux_guidance if flux else cfg,
         width=as_int(get_ci(params, keys.width)),
         height=as_int(get_ci(params, keys.height)),
         sampler=sampler,
         raw=raw,
         origin=origin,
         scheduler=scheduler,
+        family=family,
+        true_cfg=true_cfg_of(cfg) if flux else None,
     )
 
 

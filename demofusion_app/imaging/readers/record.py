@@ -9,6 +9,7 @@ with a one-line warning naming where it came from.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ SOURCE_NAMES = {
 }
 
 _RE_WHOLE = re.compile(r"[+-]?\d+")
+# SDXL fine-tunes name themselves "...XL" ("juggernautXL_v9", "RealVisXL_V4.0"): an upper-case XL
+# not followed by a lower-case letter ("XLabs" is not one), or sdxl / sd_xl in any case.
+_RE_XL_NAME = re.compile(r"XL(?![a-z])|(?i:sd[_-]?xl)")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,13 @@ class FoundMetadata:
     `raw` holds the decoded entries it was read from (chunk or EXIF name -> parsed JSON or A1111
     fields); `request` is our full request dict (`Request.from_dict` reads it) when the picture is
     ours. Width and height are the sizes the metadata records, not the picture's own.
+
+    `family` is the model family the picture was made with, where its metadata tells ("flux",
+    "sdxl", "sd3": nodes only one family has, a CLIP loader's type, or the model's name), so a face
+    can warn when it differs from the loaded model's; None when it does not tell. For a FLUX picture
+    `guidance` is FLUX's distilled guidance (Forge's "Distilled CFG Scale", ComfyUI's FluxGuidance),
+    as `Request.guidance` means for FLUX, and `true_cfg` its real classifier-free guidance scale
+    (1: off; a CFG below 1 is read as off); `true_cfg` is None for other families.
 
     `warnings` are one-line messages, ready to show, about what the picture records but could not
     be used, each naming where it came from. A value they describe is left out (None, and left out
@@ -88,6 +99,8 @@ class FoundMetadata:
     origin: str | None = None
     scheduler: str | None = None
     passed_over: tuple[str, ...] = field(default=(), compare=False)
+    family: str | None = None
+    true_cfg: float | None = None
 
     @property
     def found(self) -> bool:
@@ -219,3 +232,29 @@ def get_ci(data: dict[str, Any], *names: str) -> Any:
         if name.casefold() in folded:
             return folded[name.casefold()]
     return None
+
+
+def family_from_name(name: object) -> str | None:
+    """The family a model's name (or its folder's) says: "flux" ("flux1-dev-fp8"), "sd3"
+    ("sd3.5_large"), "sdxl" ("sd_xl_base_1.0", "juggernautXL_v9"); None when it says none. A hint
+    for a picture whose metadata records no family of its own, never a check."""
+    if not isinstance(name, str):
+        return None
+    text = name[:1000]
+    folded = text.casefold()
+    if "flux" in folded:
+        return "flux"
+    if "sd3" in folded or "stable-diffusion-3" in folded:
+        return "sd3"
+    if _RE_XL_NAME.search(text):
+        return "sdxl"
+    return None
+
+
+def true_cfg_of(cfg: float | None) -> float | None:
+    """A FLUX picture's recorded CFG as our `true_cfg`: the CFG above 1, 1 (off) for a CFG of 1
+    (one pass without the negative prompt, as ComfyUI and Forge run it) or below (true CFG runs
+    only above 1 here); None when not recorded or not a finite number."""
+    if cfg is None or not math.isfinite(cfg):
+        return None
+    return max(1.0, float(cfg))

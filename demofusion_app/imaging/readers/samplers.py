@@ -14,6 +14,11 @@ Names, from each tool's own tables:
 - InvokeAI writes one scheduler name, with "_k" for its Karras variants ("dpmpp_2m_k").
 - NovelAI writes `sampler` ("k_euler_ancestral", "k_dpmpp_2m", "ddim_v3") and
   `noise_schedule` ("native", "karras", "exponential", "polyexponential").
+
+FLUX runs with flow-matching Euler only (docs/algorithm.md rule 46), on sigmas that follow FLUX's
+own time shift. For a FLUX picture, Euler with any schedule that spaces FLUX's sigmas that way
+(ComfyUI's and Forge's simple, normal, beta, sgm_uniform, or none written) is our "euler"; any
+other sampler or schedule has no equivalent.
 """
 
 from __future__ import annotations
@@ -59,21 +64,26 @@ _NOVELAI = {
 _KARRAS = {"dpmpp_2m": "dpmpp_2m_karras"}
 
 FAMILIES = ("a1111", "comfyui", "invokeai", "novelai")
+# Schedules a FLUX picture may name that our FLUX Euler (with FLUX's time shift) stands for.
+_FLUX_SCHEDULES = _PLAIN_SCHEDULES | {"simple", "beta", "sgm_uniform", "sgm uniform"}
 
 
 def our_scheduler(
-    family: str, sampler: object, schedule: object = None
+    family: str, sampler: object, schedule: object = None, *, flux: bool = False
 ) -> tuple[str | None, str | None]:
     """(our scheduler name or None, a warning or None) for a tool's sampler and schedule names.
 
-    `family` is the naming a tool uses (see `FAMILIES`). No sampler recorded gives (None, None):
-    nothing to warn about.
+    `family` is the naming a tool uses (see `FAMILIES`); `flux` says the picture was made with
+    FLUX, which maps to "euler" or to nothing. No sampler recorded gives (None, None): nothing to
+    warn about.
     """
     if not isinstance(sampler, str) or not sampler.strip():
         return None, None
     name = sampler.strip()
     key = name.casefold()
     plan = schedule.strip().casefold() if isinstance(schedule, str) else ""
+    if flux:
+        return _flux_scheduler(name, key, plan, schedule)
     if family == "a1111":
         if key.endswith(" karras"):  # the label before A1111 1.9 (and Fooocus's) holds it
             key, plan = key[: -len(" karras")].rstrip(), "karras"
@@ -94,4 +104,18 @@ def our_scheduler(
     return None, (
         f'The picture\'s sampler "{shown[:80]}" has no equivalent here; pick a scheduler '
         "yourself (Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, DDIM or UniPC)."
+    )
+
+
+def _flux_scheduler(
+    name: str, key: str, plan: str, schedule: object
+) -> tuple[str | None, str | None]:
+    """our_scheduler for a FLUX picture: Euler on FLUX's own sigmas, or no equivalent."""
+    if key in ("euler", "k_euler") and plan in _FLUX_SCHEDULES:
+        return "euler", None
+    written = schedule.strip() if isinstance(schedule, str) else ""
+    shown = name if plan in _FLUX_SCHEDULES else f"{name} with the {written} schedule"
+    return None, (
+        f'The picture\'s sampler "{shown[:80]}" has no equivalent for FLUX here; FLUX runs with '
+        "Euler on its own schedule."
     )

@@ -3,6 +3,7 @@
 SwarmUI documents the format (docs/Image Metadata Format.md): parameter ids are the simplified
 parameter names (`prompt`, `negativeprompt`, `seed`, `steps`, `cfgscale`, `width`, `height`,
 `model`, `sampler`, `scheduler`), the sampler and scheduler being ComfyUI's names, which it runs.
+FLUX's distilled guidance is `fluxguidancescale`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ KEYS = Keys(
     model="model",
     guidance="cfgscale",
     sampler="sampler",
+    flux_guidance="fluxguidancescale",
 )
 
 
