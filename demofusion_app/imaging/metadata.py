@@ -175,6 +175,8 @@ _FILE_FIELDS = (
 )
 # Request fields that hold (file, weight) pairs, and the role of those files.
 _PAIR_FIELDS = (("loras", "lora"), ("controlnets", "controlnet"))
+# Request fields that hold a list of file references (FLUX's text encoder files).
+_LIST_FIELDS = (("text_encoders", "text_encoder"),)
 
 
 def file_name_of(ref: str | Path) -> str:
@@ -201,6 +203,10 @@ def request_files(request_dict: dict[str, Any]) -> list[FileRecord]:
         for pair in request_dict.get(key) or ():
             if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path)):
                 records.append(FileRecord(role, file_name_of(pair[0]), None, str(pair[0])))
+    for key, role in _LIST_FIELDS:
+        for ref in request_dict.get(key) or ():
+            if isinstance(ref, (str, Path)) and str(ref).strip():
+                records.append(FileRecord(role, file_name_of(ref), None, str(ref)))
     return records
 
 
@@ -226,6 +232,12 @@ def private_request(
                 if isinstance(pair, (list, tuple)) and pair and isinstance(pair[0], (str, Path))
                 else pair
                 for pair in pairs
+            ]
+    for key, role in _LIST_FIELDS:
+        refs = private.get(key)
+        if isinstance(refs, (list, tuple)):
+            private[key] = [
+                name(role, ref) if isinstance(ref, (str, Path)) else ref for ref in refs
             ]
     return private
 

@@ -231,3 +231,25 @@ def test_any_local_reference_without_a_record_becomes_its_name(ref: str, name: s
     assert ours["request"]["model"] == ours["request"]["init_image"] == name
     assert ours["request"]["loras"] == [[name, 1.0]]
     assert ours["model"] == name and ours["source_name"] == name
+
+
+def test_flux_text_encoder_files_are_recorded_by_name_and_hash(tmp_path: Path) -> None:
+    folder = tmp_path / "secret-place"
+    folder.mkdir()
+    t5, clip = folder / "t5xxl_fp16.safetensors", folder / "clip_l.safetensors"
+    t5.write_bytes(b"t5")
+    clip.write_bytes(b"clip")
+    request = Request(
+        prompt="p", model="flux1-dev.safetensors", text_encoders=(str(t5), str(clip))
+    ).to_dict()
+    files = describe_files(request)
+    chunks = png_text_chunks(
+        request, seed=1, width=64, height=64, model_name="m", sampler_label="Euler", files=files
+    )
+    assert _private(chunks, [folder]) == []
+    ours = json.loads(chunks[OUR_KEY])
+    assert ours["request"]["text_encoders"] == ["t5xxl_fp16.safetensors", "clip_l.safetensors"]
+    assert [(f["role"], f["sha256"]) for f in ours["files"] if f["role"] == "text_encoder"] == [
+        ("text_encoder", _sha256(t5)),
+        ("text_encoder", _sha256(clip)),
+    ]
