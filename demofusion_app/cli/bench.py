@@ -1,8 +1,14 @@
 """`demofusion-app bench`: where a run's time goes, per stage.
 
-Per stage: UNet evaluations and calls, seconds inside the UNet (CUDA events on a GPU), seconds outside it,
-decode seconds, and peak memory (CUDA max allocated on a GPU, process RSS high-water mark everywhere: from
-`resource` on POSIX, GetProcessMemoryInfo on Windows, "-" where neither answers).
+Per stage: denoiser evaluations and calls, seconds inside the denoiser (the UNet, or FLUX's transformer;
+CUDA events on a GPU), seconds outside it, decode seconds, and peak memory (CUDA max allocated on a GPU,
+process RSS high-water mark everywhere: from `resource` on POSIX, GetProcessMemoryInfo on Windows, "-" where
+neither answers). Then evaluations per second and the TFLOP/s achieved inside the denoiser: a UNet's FLOPs
+are counted on one real call at the native size; a FLUX transformer's follow from its config and the token
+counts of every call (`flux_flops_per_evaluation`).
+
+Without `--model` the weights are random: SDXL's shape or FLUX.1-dev's (`--family`) on a GPU, the tiny
+pipelines of `models/synthetic.py` and `models/synthetic_flux.py` on the CPU.
 """
 
 from __future__ import annotations
@@ -13,13 +19,34 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..engine.request import DEFAULT_PATCH_PROMPTS, METHODS
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+from ..engine.request import DEFAULT_PATCH_PROMPTS, FLUX_GUIDANCE, METHODS, QUANTIZE
+
+FAMILIES = ("sdxl", "flux")
+# The guidance of a UNet run (classifier-free guidance); FLUX takes its distilled guidance, FLUX_GUIDANCE.
+UNET_GUIDANCE = 7.5
+# What FLUX's transformer hard-codes rather than configures: its MLPs are 4 times the hidden width, and the
+# timestep and guidance values enter as 256-wide sinusoidal embeddings.
+FLUX_MLP_RATIO = 4
+FLUX_TIME_CHANNELS = 256
+# Request fields whose bench flag differs from the generate command's.
+_BENCH_FLAGS = {
+    "dype": "--method dype",
+    "patch_prompts": "--method accdiffusion",
+    "window_interaction": "--method accdiffusion",
+}
 
 
 @dataclass
 class StageFigures:
+    """One stage of one timed run. `unet_seconds` is the time inside the denoiser, the UNet or FLUX's
+    transformer (the name stays for the JSON's readers); `flops` the matrix-product FLOPs of the stage's
+    denoiser calls, or None where they were not counted."""
+
     stage: int
     size: str
     dilation: int
@@ -31,16 +58,28 @@ class StageFigures:
     decode_seconds: float
     peak_gpu_mib: float | None
     peak_rss_mib: float | None
+    flops: float | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        help="a model to time (default: random weights, real SDXL shape on a GPU, tiny on the CPU)",
+        help="a model to time, SDXL, SD or FLUX (default: random weights, the real shape of --family on a "
+        "GPU, tiny on the CPU)",
+    )
+    p.add_argument(
+        "--family",
+        choices=FAMILIES,
+        help="the random-weight model's family (default sdxl); with --model, the model's own",
     )
     p.add_argument("--width", type=int, help="default: 2x the model's base size")
     p.add_argument("--height", type=int)
-    p.add_argument("--steps", type=int, help="default 50 on a GPU, 10 on the CPU")
+    p.add_argument("--steps", type=int, help="default on a GPU 50 (FLUX: 28), on the CPU 10")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        help=f"default {UNET_GUIDANCE} for a UNet, {FLUX_GUIDANCE} (distilled guidance) for FLUX",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"))
     p.add_argument("--view-batch-size", type=int, default=16)
@@ -51,12 +90,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("none", "model-offload", "sequential-offload", "auto"),
         help="memory mode for --model (default none)",
     )
-    p.add_argument("--scheduler", default="euler")
+    p.add_argument("--scheduler", default="euler", help="default euler (FLUX samples only with it)")
     p.add_argument(
         "--method",
         choices=METHODS,
         default="demofusion",
-        help="accdiffusion adds patch prompts and window interaction (the same UNet evaluations)",
+        help="accdiffusion (UNet models) adds patch prompts and window interaction (the same "
+        "evaluations); dype (FLUX) denoises each later stage as one view",
     )
     p.add_argument(
         "--repeat", type=int, default=1, help="runs to time (the first includes warm-up)"
@@ -65,36 +105,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the UNet (falls back to eager, saying so, where it cannot)",
+        help="torch.compile the denoiser (falls back to eager, saying so, where it cannot)",
     )
     p.add_argument(
         "--quantize",
-        choices=("none", "fp8"),
+        choices=QUANTIZE,
         default="none",
-        help="fp8: torchao float8 linear layers (CUDA, compute capability 8.9 or newer)",
+        help="fp8: the denoiser's (and T5's) linear weights stored in fp8, multiplied in fp8 by torchao "
+        "on a CUDA GPU of compute capability 8.9 or newer, elsewhere upcast (storage only, and the "
+        "output says so); auto: what the app would choose here (default none)",
     )
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS)
 
 
-class UNetTimer:
-    """Forward hooks that time every UNet call without synchronising the step loop."""
+class DenoiserTimer:
+    """Forward hooks that time every call of the denoiser (a UNet or a FLUX transformer) without
+    synchronising the step loop. `flops_of_call(args, kwargs)`, where given, adds up each call's FLOPs
+    from its inputs (`take_flops`)."""
 
-    def __init__(self, unet: Any, device: Any) -> None:
+    def __init__(
+        self, model: Any, device: Any, flops_of_call: Callable[[Any, Any], float] | None = None
+    ) -> None:
         import torch
 
         self.cuda = device.type == "cuda"
         self.torch = torch
         self.pairs: list[Any] = []
         self.cpu_seconds = 0.0
+        self.flops = 0.0
+        self.flops_of_call = flops_of_call
         self._t0 = 0.0
         self.handles = [
-            unet.register_forward_pre_hook(self._pre),
-            unet.register_forward_hook(self._post),
+            model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            model.register_forward_hook(self._post),
         ]
 
-    def _pre(self, module: Any, args: Any) -> None:
+    def _pre(self, module: Any, args: Any, kwargs: Any) -> None:
+        if self.flops_of_call is not None:
+            self.flops += self.flops_of_call(args, kwargs)
         if self.cuda:
             start = self.torch.cuda.Event(enable_timing=True)
             start.record()
@@ -111,7 +161,7 @@ class UNetTimer:
             self.cpu_seconds += time.perf_counter() - self._t0
 
     def take(self) -> float:
-        """Seconds spent in the UNet since the last call (synchronises once, at a stage boundary)."""
+        """Seconds spent in the denoiser since the last call (synchronises once, at a stage boundary)."""
         if self.cuda:
             self.torch.cuda.synchronize()
             seconds = sum(s.elapsed_time(e) for s, e in self.pairs) / 1000.0
@@ -120,9 +170,82 @@ class UNetTimer:
         seconds, self.cpu_seconds = self.cpu_seconds, 0.0
         return seconds
 
+    def take_flops(self) -> float:
+        """FLOPs of the calls since the last `take_flops` (0 without `flops_of_call`)."""
+        flops, self.flops = self.flops, 0.0
+        return flops
+
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+# The name the measurement scripts in tools/ import.
+UNetTimer = DenoiserTimer
+
+
+def flux_flops_per_evaluation(
+    config: Any, image_tokens: int, text_tokens: int, *, attention: bool = True
+) -> float:
+    """Matrix-product FLOPs of one FLUX transformer evaluation (one view, one CFG half), from its config.
+
+    A linear layer costs 2 * in * out FLOPs per row it is applied to; attention 4 * N^2 * D per block
+    (Q K^T and the weighted sum of V, N^2 * D multiply-adds each, over the N = I + S joint tokens). With
+    D = heads * head_dim, M = 4 D the MLP width, I image tokens and S text tokens:
+
+    - each double block: the image and the text stream each apply q, k, v and the output projection
+      (4 D^2) and the MLP (2 D M) to their own tokens: 2 (4 D^2 + 2 D M) N; two modulations (D -> 6 D)
+      once per picture: 2 * 12 D^2; attention 4 N^2 D.
+    - each single block: q, k, v (3 D^2), the MLP input (D M) and the fused output ((D + M) D) per token:
+      2 (4 D^2 + 2 D M) N again; one modulation (D -> 3 D): 2 * 3 D^2; attention 4 N^2 D.
+    - around them: x_embedder (C -> D) per image token, context_embedder (J -> D) per text token, proj_out
+      (D -> p^2 C_out) per image token; once per picture the timestep and guidance embedders (256 -> D
+      -> D each), the pooled-text embedder (P -> D -> D) and the final modulation (D -> 2 D).
+
+    Elementwise work (norms, RoPE, softmax, activations) and bias additions are not counted, as FLOP
+    counters do not count them. `attention` False leaves the attention products out (what PyTorch's
+    FlopCounterMode sees on the CPU, where it does not count fused attention). FLUX.1 at 1024x1024 (4096
+    image and 512 text tokens): 7.44e13 FLOPs, 80% of it in the linear layers. That is less than
+    2 * parameters * tokens: the modulations (a quarter of the parameters) run once per picture, and each
+    token passes through one of a double block's two streams.
+    """
+    c = dict(config)
+    d = int(c["num_attention_heads"]) * int(c["attention_head_dim"])
+    m = FLUX_MLP_RATIO * d
+    double, single = int(c["num_layers"]), int(c["num_single_layers"])
+    c_in = int(c["in_channels"])
+    c_out = int(c.get("out_channels") or c_in)
+    patch = int(c.get("patch_size") or 1)
+    i, s = int(image_tokens), int(text_tokens)
+    n = i + s
+    macs = (double + single) * (4 * d * d + 2 * d * m) * n
+    macs += double * 12 * d * d + single * 3 * d * d
+    macs += c_in * d * i + int(c["joint_attention_dim"]) * d * s + d * patch * patch * c_out * i
+    embedders = 2 if c.get("guidance_embeds") else 1
+    macs += embedders * (FLUX_TIME_CHANNELS * d + d * d)
+    macs += int(c["pooled_projection_dim"]) * d + d * d + 2 * d * d
+    flops = 2.0 * macs
+    if attention:
+        flops += (double + single) * 4.0 * n * n * d
+    return flops
+
+
+def flux_call_flops(config: Any) -> Callable[[Any, Any], float]:
+    """FLOPs of one FLUX transformer call from its inputs: every row of `hidden_states` (B, I, C) is one
+    evaluation of I image tokens with the S text tokens of `encoder_hidden_states` (B, S, J)."""
+    cache: dict[tuple[int, int], float] = {}
+
+    def count(args: Any, kwargs: Any) -> float:
+        x = kwargs.get("hidden_states", args[0] if args else None)
+        if x is None:
+            return 0.0
+        text = kwargs.get("encoder_hidden_states")
+        key = (int(x.shape[1]), int(text.shape[1]) if text is not None else 0)
+        if key not in cache:
+            cache[key] = flux_flops_per_evaluation(config, *key)
+        return x.shape[0] * cache[key]
+
+    return count
 
 
 def _rss_mib() -> float | None:
@@ -181,48 +304,172 @@ def _peak_pixels(args: argparse.Namespace) -> int:
     return width * (args.height or width)
 
 
-def _pipeline(args: argparse.Namespace) -> tuple[Any, str]:
+def build_flux_dev_shaped_pipeline(device: Any, dtype: Any, seed: int = 0) -> Any:
+    """FLUX.1-dev's architecture with random weights (the 11.9 G transformer, T5-XXL, CLIP-L, the
+    16-channel VAE), built from the shipped configs (`resources/model_configs/flux-dev`) for timing.
+
+    The weights are made on `device` in `dtype` (a GPU draws them in seconds, with no float32 copy of 17 G
+    parameters in host memory); "meta" builds the shapes alone. The tokenizers are the shipped CLIP and T5
+    vocabularies. The output layer is scaled down so that random weights keep the latents in a realistic
+    range over many steps: the timing must not depend on inf or NaN arithmetic.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        T5Config,
+        T5EncoderModel,
+        T5TokenizerFast,
+    )
+
+    from ..models.sources import config_dir_for
+    from ..resources import resource_path
+
+    folder = config_dir_for("flux", "", "dev")
+    clip_files = resource_path("clip")
+    clip_tok = CLIPTokenizer(
+        str(clip_files / "vocab.json"),
+        str(clip_files / "merges.txt"),
+        **_tokenizer_settings(folder / "tokenizer"),
+    )
+    t5_tok = T5TokenizerFast(
+        tokenizer_file=str(resource_path("t5", "tokenizer.json")),
+        **_tokenizer_settings(folder / "tokenizer_2"),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        FlowMatchEulerDiscreteScheduler.load_config(str(folder / "scheduler"))
+    )
+    previous = torch.get_default_dtype()
+    torch.manual_seed(seed)
+    try:
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            transformer = FluxTransformer2DModel.from_config(
+                FluxTransformer2DModel.load_config(str(folder / "transformer"))
+            )
+            t5 = T5EncoderModel(
+                T5Config.from_json_file(str(folder / "text_encoder_2" / "config.json"))
+            )
+            clip = CLIPTextModel(
+                CLIPTextConfig.from_json_file(str(folder / "text_encoder" / "config.json"))
+            )
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
+    finally:
+        torch.set_default_dtype(previous)
+    with torch.no_grad():
+        transformer.proj_out.weight.mul_(0.1)
+    pipe = FluxPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=clip,
+        tokenizer=clip_tok,
+        text_encoder_2=t5,
+        tokenizer_2=t5_tok,
+        transformer=transformer,
+    )
+    for module in (transformer, t5, clip, vae):
+        module.eval()
+    return pipe
+
+
+def _tokenizer_settings(folder: Path) -> dict[str, Any]:
+    """The settings of a shipped `tokenizer_config.json` that a tokenizer built from a vocabulary takes."""
+    settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    keys = ("model_max_length", "pad_token", "bos_token", "eos_token", "unk_token", "extra_ids")
+    return {k: settings[k] for k in keys if k in settings}
+
+
+def _pipeline(args: argparse.Namespace, family: str, quantize: str) -> tuple[Any, str, Any]:
+    """The pipeline to time as a `LoadedPipeline` (a `--model` loaded quantised as `quantize` says; the
+    random ones are quantised later, after their FLOPs are counted), its label, and the device facts."""
     import torch
 
     from ..models.device import choose_dtype, probe_device
+    from ..models.loader import LoadedPipeline, LoadSpec, load_pipeline
 
     facts = probe_device(args.device)
-    dtype = choose_dtype(facts, args.dtype)
     if args.model:
-        from ..models.loader import LoadSpec, load_pipeline
-
         spec = LoadSpec(
             args.model,
             device=args.device,
             dtype=args.dtype,
             memory_mode=args.memory_mode,
+            quantize=quantize,
             peak_pixels=_peak_pixels(args),
             view_batch_size=args.view_batch_size,
+            whole_picture=args.method == "dype",
         )
         loaded = load_pipeline(spec)
-        label = f"{args.model} (memory mode {loaded.memory_mode})"
-        return loaded.pipe, label
-    from ..models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
+        return loaded, f"{args.model} (memory mode {loaded.memory_mode})", facts
+    dtype = choose_dtype(facts, args.dtype)
+    if family == "flux" and args.dtype == "auto" and facts.kind == "cuda" and facts.bf16_supported:
+        dtype = torch.bfloat16  # FLUX.1 is a bfloat16 model; float16 overflows in its activations
+    if family == "flux":
+        from ..models.synthetic_flux import build_tiny_flux_pipeline
 
-    if facts.kind == "cpu":
-        return build_tiny_pipeline("sdxl", 16).to(dtype=torch.float32), "tiny SDXL-shaped (random)"
-    return (
-        build_sdxl_shaped_pipeline(facts.kind, dtype),
-        f"SDXL-shaped UNet+VAE (random weights, {str(dtype).replace('torch.', '')})",
+        if facts.kind == "cpu":
+            pipe = build_tiny_flux_pipeline().to(dtype=torch.float32)
+            label = "tiny FLUX.1-shaped (random)"
+        else:
+            pipe = build_flux_dev_shaped_pipeline(facts.kind, dtype)
+            label = (
+                "FLUX.1-dev-shaped transformer, T5-XXL, CLIP-L and VAE "
+                f"(random weights, {_dtype_name(dtype)})"
+            )
+    else:
+        from ..models.synthetic import build_sdxl_shaped_pipeline, build_tiny_pipeline
+
+        if facts.kind == "cpu":
+            pipe = build_tiny_pipeline("sdxl", 16).to(dtype=torch.float32)
+            label = "tiny SDXL-shaped (random)"
+        else:
+            pipe = build_sdxl_shaped_pipeline(facts.kind, dtype)
+            label = f"SDXL-shaped UNet+VAE (random weights, {_dtype_name(dtype)})"
+    loaded = LoadedPipeline(
+        pipe=pipe,
+        device=torch.device(pipe._execution_device),
+        dtype=dtype,
+        memory_mode="none",
+        family=family,
     )
+    return loaded, label, facts
 
 
-def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigures]:
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def run_once(
+    pipe: Any,
+    request: Any,
+    decode: bool,
+    seed: int,
+    *,
+    flops_per_evaluation: float | None = None,
+) -> list[StageFigures]:
+    """One timed run, per stage. A FLUX transformer's FLOPs are counted from every call's token counts;
+    a UNet's are `flops_per_evaluation` (counted once at the native size) times the evaluations."""
     import torch
 
     from ..engine.accdiffusion import PatchPrompts
     from ..engine.events import StageStarted
     from ..engine.generate import run_stages
+    from ..engine.geometry import model_family
     from ..engine.vae import decode_latents
+    from ..models.loader import denoiser_of
 
     device = torch.device(pipe._execution_device)
     cuda = device.type == "cuda"
-    timer = UNetTimer(pipe.unet, device)
+    denoiser = denoiser_of(pipe)
+    flux = model_family(pipe) == "flux"
+    timer = DenoiserTimer(denoiser, device, flux_call_flops(denoiser.config) if flux else None)
     figures: list[StageFigures] = []
     marks: dict[str, Any] = {"counts": (0, 0)}
 
@@ -234,6 +481,7 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             timer.take()
+            timer.take_flops()
             marks["start"] = time.perf_counter()
 
     try:
@@ -244,6 +492,11 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
             unet_s = timer.take()
             evals0, calls0 = marks["counts"]
             marks["counts"] = (out.evaluations, out.calls)
+            evaluations = out.evaluations - evals0
+            if flux:
+                flops: float | None = timer.take_flops()
+            else:
+                flops = flops_per_evaluation * evaluations if flops_per_evaluation else None
             decode_s = 0.0
             if decode:
                 t0 = time.perf_counter()
@@ -258,7 +511,7 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
                     s.index,
                     f"{s.width}x{s.height}",
                     s.dilation,
-                    out.evaluations - evals0,
+                    evaluations,
                     out.calls - calls0,
                     seconds,
                     unet_s,
@@ -266,6 +519,7 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
                     decode_s,
                     peak_gpu,
                     _rss_mib(),
+                    flops,
                 )
             )
     finally:
@@ -279,9 +533,12 @@ def run_once(pipe: Any, request: Any, decode: bool, seed: int) -> list[StageFigu
     return figures
 
 
-def _table(figures: list[StageFigures]) -> str:
+def _table(figures: list[StageFigures], name: str = "UNet") -> str:
+    """The per-stage table and its total line; `name` is the denoiser's ("UNet" or "transformer")."""
+    column = f"{name.lower()} s"
+    width = max(8, len(column))
     head = (
-        f"{'stage':>5} {'size':>11} {'k':>2} {'evals':>6} {'calls':>5} {'unet s':>8} "
+        f"{'stage':>5} {'size':>11} {'k':>2} {'evals':>6} {'calls':>5} {column:>{width}} "
         f"{'other s':>8} {'decode s':>8} {'peak GPU MiB':>12} {'peak RSS MiB':>12}"
     )
     rows = [head]
@@ -290,7 +547,7 @@ def _table(figures: list[StageFigures]) -> str:
         rss = f"{f.peak_rss_mib:12.0f}" if f.peak_rss_mib is not None else f"{'-':>12}"
         rows.append(
             f"{f.stage:>5} {f.size:>11} {f.dilation:>2} {f.evaluations:>6} {f.calls:>5} "
-            f"{f.unet_seconds:8.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
+            f"{f.unet_seconds:{width}.2f} {f.other_seconds:8.2f} {f.decode_seconds:8.2f} {gpu} "
             f"{rss}"
         )
     unet = sum(f.unet_seconds for f in figures)
@@ -298,10 +555,39 @@ def _table(figures: list[StageFigures]) -> str:
     decode = sum(f.decode_seconds for f in figures)
     share = unet / sampling if sampling else 0.0
     rows.append(
-        f"total: sampling {sampling:.2f} s (UNet {unet:.2f} s, {share:.1%} of sampling), "
+        f"total: sampling {sampling:.2f} s ({name} {unet:.2f} s, {share:.1%} of sampling), "
         f"decode {decode:.2f} s, all {sampling + decode:.2f} s"
     )
     return "\n".join(rows)
+
+
+def _refusal(exc: Any) -> str:
+    """A request error as one line, led by the bench flag that set the field."""
+    from .errors import CLI_REMEDIES, flag_of
+
+    text = exc.worded(CLI_REMEDIES)
+    flag = _BENCH_FLAGS.get(exc.field) or (flag_of(exc.field) if exc.field else None)
+    if flag is None or flag.split()[0] in text:
+        return text
+    return f"{flag}: {text}"
+
+
+def _quantize_lines(loaded: Any, name: str) -> list[str]:
+    """What fp8 did, and where the products are not fp8 compute's, why (the figures must say so)."""
+    from ..engine import compile as K
+
+    lines = [f"quantize: {report.describe()}" for report in loaded.quantized]
+    if loaded.quantized and loaded.quantized[0].backend == "storage":
+        why = K.fp8_refusal(loaded.device)
+        if why is None and loaded.memory_mode != "none":
+            why = "torchao's fp8 compute needs the whole model on the card (memory mode none)."
+        lines.append(
+            f"quantize: fp8 storage only: the {name} multiplies in {_dtype_name(loaded.dtype)}, so "
+            f"these are not fp8 compute's figures ({(why or '').rstrip('.')})"
+        )
+    elif loaded.quantized:
+        lines[0] += " (torchao float8 dynamic)"
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,64 +595,105 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine import compile as K
     from ..engine.generate import plan_for
-    from ..engine.geometry import model_geometry
-    from ..engine.request import Request
+    from ..engine.geometry import model_family, model_geometry
+    from ..engine.request import Request, RequestError
+    from ..models.device import choose_quantize
+    from ..models.loader import apply_load_options, denoiser_of
 
-    pipe, label = _pipeline(args)
+    wanted = getattr(args, "family", None)
+    quantize = getattr(args, "quantize", "none")
+    loaded, label, facts = _pipeline(args, wanted or "sdxl", quantize)
+    pipe = loaded.pipe
     pipe.set_progress_bar_config(disable=True)
+    family = model_family(pipe)
+    if args.model and wanted and wanted != family:
+        print(
+            f"error: --family {wanted}: {args.model} is a {family} model; leave --family out with "
+            "--model (the model says its family).",
+            file=sys.stderr,
+        )
+        return 2
+    flux = family == "flux"
+    denoiser = denoiser_of(pipe)
+    name = K.denoiser_name(denoiser)
     geo = model_geometry(pipe)
     device = torch.device(pipe._execution_device)
-    quantize = getattr(args, "quantize", "none")
-    if quantize == "fp8":
-        refusal = K.fp8_refusal(device)
-        if refusal is not None:
-            print(f"error: {refusal} Run without --quantize.", file=sys.stderr)
-            return 2
-    flops = _flops_per_evaluation(pipe, geo.base, device)
-    if quantize == "fp8":
-        from ..models.quantize import quantize_fp8
-
-        report = quantize_fp8(pipe.unet, pipe.unet.dtype, backend="torchao", device=device)
-        print(f"quantize: {report.describe()} (torchao float8 dynamic)")
-    compiled = False
-    if getattr(args, "compile", False):
-        from ..store.paths import store_paths
-
-        outcome = K.compile_unet(pipe.unet, device, store_paths().cache_dir)
-        compiled = outcome.compiled
-        print(outcome.message)
-    peak = K.peak_tflops(device)
-    steps = args.steps or (50 if device.type != "cpu" else 10)
+    # On a GPU: the paper's 50 steps, or the 28 FLUX.1-dev is run with.
+    steps = args.steps or (10 if device.type == "cpu" else 28 if flux else 50)
     width = args.width or geo.base * 2
     height = args.height or width
+    guidance = getattr(args, "guidance", None)
     request = Request(
         prompt="a lighthouse on a cliff at dusk, detailed",
         width=width,
         height=height,
         steps=steps,
-        guidance=7.5,
+        guidance=guidance if guidance is not None else FLUX_GUIDANCE if flux else UNET_GUIDANCE,
         seed=args.seed,
         view_batch_size=args.view_batch_size,
         scheduler=args.scheduler,
         patch_prompts=DEFAULT_PATCH_PROMPTS if args.method == "accdiffusion" else None,
         window_interaction=args.method == "accdiffusion",
+        dype=args.method == "dype",
     )
-    plan = plan_for(pipe, request)
+    try:
+        plan = plan_for(pipe, request)
+    except RequestError as exc:
+        print(f"error: {_refusal(exc)}", file=sys.stderr)
+        return 2
+    if flux:
+        from ..engine.flux import sequence_length
+
+        native = (geo.window // geo.patch) ** 2
+        flops = flux_flops_per_evaluation(denoiser.config, native, sequence_length(denoiser))
+    else:
+        flops = _flops_per_evaluation(pipe, geo.base, device)
+    if not args.model and quantize != "none":
+        mode = choose_quantize(facts, quantize, family=family, dtype=loaded.dtype)
+        apply_load_options(loaded, quantize=mode, compile="off")
+        if quantize == "auto":
+            print(f"quantize: auto chose {mode}")
+    elif args.model and quantize == "auto":
+        print(f"quantize: auto chose {loaded.quantize}")
+    for line in _quantize_lines(loaded, name):
+        print(line)
+    compiled = False
+    if getattr(args, "compile", False):
+        from ..store.paths import store_paths
+
+        outcome = K.compile_denoiser(denoiser, device, store_paths().cache_dir)
+        compiled = outcome.compiled
+        print(outcome.message)
+    peak = K.peak_tflops(device)
     print(
-        f"model: {label}; device: {device} ({str(pipe.unet.dtype).replace('torch.', '')}); "
+        f"model: {label}; device: {device} ({_dtype_name(loaded.dtype)}); "
         f"{width}x{height}, {steps} steps, view batch {args.view_batch_size}"
     )
-    print(f"plan: {plan.describe()}")
+    described = plan.describe()
+    print(
+        f"plan: {described.replace('UNet evaluations', 'transformer evaluations') if flux else described}"
+    )
     runs = []
     for n in range(max(1, args.repeat)):
         t0 = time.perf_counter()
-        figures = run_once(pipe, request, not args.no_decode, args.seed)
+        figures = run_once(pipe, request, not args.no_decode, args.seed, flops_per_evaluation=flops)
         wall = time.perf_counter() - t0
         print(f"\nrun {n + 1}/{args.repeat}: {wall:.2f} s wall")
-        print(_table(figures))
-        rates = _rates(figures, flops, peak)
-        print(_rates_line(rates))
-        runs.append({"wall_seconds": wall, "stages": [asdict(f) for f in figures], **rates})
+        print(_table(figures, name))
+        rates = _rates(figures, peak)
+        print(_rates_line(rates, name))
+        inside = sum(f.unet_seconds for f in figures)
+        sampling = sum(f.seconds for f in figures)
+        runs.append(
+            {
+                "wall_seconds": wall,
+                "stages": [asdict(f) for f in figures],
+                "denoiser_seconds": inside,
+                "sampling_seconds": sampling,
+                "denoiser_share_percent": 100.0 * inside / sampling if sampling else 0.0,
+                **rates,
+            }
+        )
     warmup = _warmup(runs, compiled)
     if warmup is not None:
         print(warmup["line"])
@@ -375,12 +702,18 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "model": label,
+                    "family": family,
+                    "denoiser": name,
+                    "method": args.method,
                     "device": str(device),
                     "width": width,
                     "height": height,
                     "steps": steps,
+                    "guidance": request.guidance,
+                    "planned_evaluations": plan.total_evaluations,
                     "compiled": compiled,
-                    "quantize": quantize,
+                    "quantize": loaded.quantize,
+                    "quantize_backend": loaded.quantized[0].backend if loaded.quantized else None,
                     "flops_per_evaluation": flops,
                     "peak_tflops": peak,
                     "warmup": warmup,
@@ -418,25 +751,25 @@ def _flops_per_evaluation(pipe: Any, base: int, device: Any) -> float | None:
         return None
 
 
-def _rates(
-    figures: list[StageFigures], flops: float | None, peak: float | None
-) -> dict[str, float | None]:
-    """Evaluations per second inside the UNet, achieved TFLOP/s, and its share of the card's peak."""
+def _rates(figures: list[StageFigures], peak: float | None) -> dict[str, float | None]:
+    """Evaluations per second inside the denoiser, achieved TFLOP/s, and its share of the card's peak."""
     evals = sum(f.evaluations for f in figures)
-    unet = sum(f.unet_seconds for f in figures)
-    per_s = evals / unet if unet > 0 else None
-    tflops = per_s * flops / 1e12 if per_s is not None and flops else None
+    inside = sum(f.unet_seconds for f in figures)
+    per_s = evals / inside if inside > 0 else None
+    counted = [f.flops for f in figures]
+    flops = sum(c for c in counted if c is not None) if None not in counted else None
+    tflops = flops / inside / 1e12 if flops and inside > 0 else None
     share = tflops / peak if tflops is not None and peak else None
     return {"evaluations_per_second": per_s, "achieved_tflops": tflops, "peak_share": share}
 
 
-def _rates_line(rates: dict[str, float | None]) -> str:
+def _rates_line(rates: dict[str, float | None], name: str = "UNet") -> str:
     per_s, tflops, share = (
         rates["evaluations_per_second"],
         rates["achieved_tflops"],
         rates["peak_share"],
     )
-    line = f"UNet: {per_s:.2f} evaluations/s" if per_s is not None else "UNet: - evaluations/s"
+    line = f"{name}: {per_s:.2f} evaluations/s" if per_s is not None else f"{name}: - evaluations/s"
     if tflops is not None:
         line += f", {tflops:.4g} TFLOP/s achieved"
     line += f" ({share:.1%} of the card's peak)" if share is not None else " (peak: None)"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .compile import equal_chunks, is_compiled
 from .events import CancelToken
-from .mechanisms import Views
+from .mechanisms import Views, rescale_guidance
 
 # FLUX packs 2x2 latent pixels into one token (rule 44).
 PATCH = 2
@@ -121,6 +121,7 @@ class FluxDenoiser:
         guidance: float,
         true_cfg: float,
         cfg: bool,
+        rescale: float = 0.0,
         device: torch.device,
         cancel: CancelToken | None,
         batch_size: int,
@@ -132,6 +133,7 @@ class FluxDenoiser:
         self.batch_size = max(1, batch_size)
         self.cfg = cfg
         self.true_cfg = true_cfg
+        self.rescale = rescale
         self.evaluations = 0
         self.calls = 0
         self.controlnets: tuple[Any, ...] = ()
@@ -221,6 +223,8 @@ class FluxDenoiser:
             if self.cfg:
                 uncond, text = pred.chunk(2)
                 pred = uncond + self.true_cfg * (text - uncond)
+                if self.rescale > 0:
+                    pred = rescale_guidance(pred, text, self.rescale)
             velocity = unpack(pred, h + ph, w + pw)[:, :, :h, :w]
             out[a : a + n] = velocity
             self.calls += 1

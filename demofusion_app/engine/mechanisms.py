@@ -77,6 +77,13 @@ def predict_views(predict: Predict, groups: Sequence[Views], t: torch.Tensor) ->
     return results
 
 
+def rescale_guidance(cfg: torch.Tensor, text: torch.Tensor, factor: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2023, section 3.4): match each sample's std to the text prediction's."""
+    dims = list(range(1, text.ndim))
+    rescaled = cfg * (text.std(dim=dims, keepdim=True) / cfg.std(dim=dims, keepdim=True))
+    return factor * rescaled + (1 - factor) * cfg
+
+
 def upsample(latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Rule 8: the previous stage's latents resized bicubically to this stage's latent size."""
     if latents.shape[-2:] == size:

@@ -230,6 +230,17 @@ def _check_family(request: Request, geo: Geometry) -> None:
             "controlnets",
             "The ControlNets here are for SDXL and SD 1.5; remove them to run a FLUX model.",
         )
+    if request.timestep_spacing is not None:
+        raise RequestError(
+            "timestep_spacing",
+            "FLUX spaces its steps by its own time shift; leave the timestep spacing at the model's own.",
+        )
+    if request.guidance_rescale > 0 and request.true_cfg <= 1.0:
+        raise RequestError(
+            "guidance_rescale",
+            "Guidance rescale corrects classifier-free guidance, which FLUX runs only with true CFG; "
+            "set true CFG above 1 or guidance rescale to 0.",
+        )
     if not math.isfinite(request.true_cfg) or not 1.0 <= request.true_cfg <= 30.0:
         raise RequestError(
             "true_cfg", f"True CFG {request.true_cfg} is out of range; use 1 (off) to 30, e.g. 4."

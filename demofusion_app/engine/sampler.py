@@ -24,7 +24,7 @@ from .compile import equal_chunks, is_compiled, max_chunk
 from .events import CancelToken, StageStarted, StepDone
 from .flux import native_tokens as flux_native_tokens
 from .geometry import model_family, model_geometry
-from .mechanisms import LocalViews, Predict, Views
+from .mechanisms import LocalViews, Predict, Views, rescale_guidance
 from .plan import Plan, Stage
 from .request import Request
 from .schedulers import STOCHASTIC, NoiseLevels, make_scheduler, set_schedule
@@ -37,13 +37,6 @@ def scale_input(scheduler: Any, x: torch.Tensor, t: torch.Tensor) -> torch.Tenso
     """The scheduler's input scaling at step t; flow-matching schedulers have none (rule 48)."""
     scale = getattr(scheduler, "scale_model_input", None)
     return x if scale is None else scale(x, t)
-
-
-def rescale_guidance(cfg: torch.Tensor, text: torch.Tensor, factor: float) -> torch.Tensor:
-    """Guidance rescale (Lin et al. 2023, section 3.4): match each sample's std to the text prediction's."""
-    dims = list(range(1, text.ndim))
-    rescaled = cfg * (text.std(dim=dims, keepdim=True) / cfg.std(dim=dims, keepdim=True))
-    return factor * rescaled + (1 - factor) * cfg
 
 
 @dataclass(frozen=True)
@@ -260,6 +253,7 @@ class DemoFusionSampler:
                 guidance=request.guidance,
                 true_cfg=request.true_cfg,
                 cfg=plan.cfg,
+                rescale=request.guidance_rescale,
                 device=self.device,
                 cancel=cancel,
                 batch_size=request.view_batch,

@@ -88,6 +88,12 @@ def test_other_schedulers_and_unet_features_are_refused() -> None:
         make_plan(_request(true_cfg=4.0), model_geometry_sdxl())
     with pytest.raises(RequestError, match="out of range"):
         make_plan(_request(true_cfg=float("nan")), FLUX)
+    with pytest.raises(RequestError, match="time shift") as info:
+        make_plan(_request(timestep_spacing="trailing"), FLUX)
+    assert info.value.field == "timestep_spacing"
+    with pytest.raises(RequestError, match="true CFG above 1"):
+        make_plan(_request(guidance_rescale=0.7), FLUX)
+    make_plan(_request(guidance_rescale=0.7, true_cfg=3.0), FLUX)  # rescale applies to true CFG
 
 
 def model_geometry_sdxl() -> Any:
@@ -252,3 +258,12 @@ def test_a_compiled_transformer_gets_equal_chunks(pipe: Any) -> None:
     finally:
         delattr(pipe.transformer, COMPILED_MARK)
     assert sum(sizes) == 13 and max(sizes) - min(sizes) <= 1 and len(sizes) <= 4
+
+
+def test_guidance_rescale_acts_on_true_cfg(pipe: Any) -> None:
+    """Guidance rescale (as for a UNet) matches the true-CFG velocity's spread to the positive one's."""
+    request = _request(width=128, height=128, steps=3, true_cfg=4.0, negative_prompt="a dog")
+    (plain,) = list(run_stages(pipe, request, 2))
+    (rescaled,) = list(run_stages(pipe, request.replace(guidance_rescale=0.7), 2))
+    assert not torch.allclose(plain.latents, rescaled.latents)
+    assert torch.isfinite(rescaled.latents).all()

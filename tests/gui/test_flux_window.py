@@ -290,3 +290,15 @@ def test_dype_and_demofusion_runs_of_a_tiny_flux_compared(make_window, qtbot, ti
     names = [f"DemoFusion · {Path(paths[0]).name}", f"DyPE · {Path(paths[1]).name}"]
     qtbot.waitUntil(lambda: viewer.names == names, timeout=10_000)
     assert viewer.mode == "side_by_side" and viewer.pair == tuple(names)
+
+
+def test_rescale_applies_to_flux_only_with_true_cfg(make_window, tiny_flux_dir):
+    window = make_window()
+    params = window.params
+    params.guidance_rescale.setValue(0.7)  # set for an SDXL model
+    window.model_picker.set_model(str(tiny_flux_dir))
+    assert not params.guidance_rescale.isEnabled()
+    assert _request(window).guidance_rescale == 0.0  # not refused: it does not apply
+    params.true_cfg.setValue(4.0)
+    assert params.guidance_rescale.isEnabled()
+    assert _request(window).guidance_rescale == 0.7

@@ -69,7 +69,9 @@ RESCALE_TIP = (
     "Tames the washed-out, over-bright look strong guidance gives some models (0 = off;"
     " 0.7 is usual for v-prediction models)"
 )
-FLUX_RESCALE_TIP = "Not used by FLUX models: their guidance is an input of the model, not CFG."
+FLUX_RESCALE_TIP = (
+    "FLUX models take guidance as an input, not as CFG: rescale applies only with True CFG above 1."
+)
 
 
 def plain_plan(plan: Plan, flux: bool = False) -> str:
@@ -312,6 +314,7 @@ class ParamsPanel(QWidget):
             self.loras.textChanged,
         ):
             signal.connect(self.changed)
+        self.true_cfg.valueChanged.connect(self._sync_rescale)
         self.width.valueChanged.connect(self._sync_choice)
         self.height.valueChanged.connect(self._sync_choice)
         self.width.setValue(2048)
@@ -395,9 +398,16 @@ class ParamsPanel(QWidget):
         self.guidance.setEnabled(not schnell)
         self.guidance.setSuffix(SCHNELL_SUFFIX if schnell else "")
         self._form.setRowVisible(self._true_cfg_row, flux)
-        self.guidance_rescale.setEnabled(not flux)
+        self._sync_rescale()
         self.guidance_rescale.setToolTip(FLUX_RESCALE_TIP if flux else RESCALE_TIP)
         self.changed.emit()
+
+    def _rescale_applies(self) -> bool:
+        """Guidance rescale corrects CFG: always there for a UNet, only with True CFG on FLUX."""
+        return not self._flux or self.true_cfg.value() > 1.0
+
+    def _sync_rescale(self) -> None:
+        self.guidance_rescale.setEnabled(self._rescale_applies())
 
     def _fill_schedulers(self) -> None:
         """Euler alone for FLUX; every scheduler, with the artist's earlier choice, otherwise."""
@@ -451,7 +461,10 @@ class ParamsPanel(QWidget):
             "true_cfg": round(self.true_cfg.value(), 4) if self._flux else 1.0,
             "seed": self.seed.text().strip(),
             "scheduler": self.scheduler.currentText(),
-            "guidance_rescale": round(self.guidance_rescale.value(), 4),
+            # A rescale that does not apply (FLUX without True CFG) is sent as 0, not refused.
+            "guidance_rescale": (
+                round(self.guidance_rescale.value(), 4) if self._rescale_applies() else 0.0
+            ),
             "vae": self.vae.text().strip() or None,
             "loras": parse_loras(self.loras.text()),
         }
