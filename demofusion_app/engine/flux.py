@@ -110,7 +110,7 @@ class FluxDenoiser:
 
     Views arrive unpacked, (V, 16, h, w), each treated as a picture of its own (rule 45); an odd side is
     padded by one latent pixel (replicated) and cropped off the prediction. `t` is the scheduler's timestep
-    (sigma * 1000). With DyPE active (`positions`), each call first sets the time on the position embedding.
+    (sigma * 1000). With DyPE active (`positions`), the sampler sets each step's time first (`set_time`).
     """
 
     def __init__(
@@ -153,7 +153,9 @@ class FluxDenoiser:
             pooled = torch.cat([negative_pooled, pooled])
         self.embeds = embeds
         self.pooled = pooled
-        self.text_ids = torch.zeros(embeds.shape[1], 3, device=device, dtype=self.dtype)
+        # Ids stay float32: bfloat16 counts integers exactly only up to 256, and a DyPE view of 8192 px
+        # has 512 tokens a side (the transformer reads them as float32 anyway).
+        self.text_ids = torch.zeros(embeds.shape[1], 3, device=device)
         self._ids: dict[tuple[int, int], torch.Tensor] = {}
 
     def _bounds(self, total: int) -> list[tuple[int, int]]:
@@ -170,7 +172,7 @@ class FluxDenoiser:
     def _image_ids(self, rows: int, cols: int) -> torch.Tensor:
         ids = self._ids.get((rows, cols))
         if ids is None:
-            ids = image_ids(rows, cols, self.device).to(self.dtype)
+            ids = image_ids(rows, cols, self.device)
             self._ids[(rows, cols)] = ids
         return ids
 
@@ -192,8 +194,6 @@ class FluxDenoiser:
         out = torch.empty_like(inputs, dtype=torch.float32)
         ids = self._image_ids((h + ph) // PATCH, (w + pw) // PATCH)
         sigma = t.to(self.device, torch.float32) / 1000.0
-        if self.positions is not None:
-            self.positions.set_time(float(t) / 1000.0)
         for a, b in self._bounds(inputs.shape[0]):
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
@@ -230,6 +230,12 @@ class FluxDenoiser:
             self.calls += 1
             self.evaluations += n * (2 if self.cfg else 1)
         return out
+
+    def set_time(self, sigma: float) -> None:
+        """The coming step's sigma for DyPE's position embedding (rule 51); nothing without DyPE. The
+        sampler passes its host copy of the schedule, so no step waits on the device for it."""
+        if self.positions is not None:
+            self.positions.set_time(sigma)
 
     @contextlib.contextmanager
     def extrapolating(self, tokens: tuple[int, int], native: tuple[int, int]) -> Iterator[None]:

@@ -414,9 +414,13 @@ class DemoFusionSampler:
             latents = levels[stage.start_step]
         timesteps = scheduler.timesteps
         control = self._stage_control(stage)
+        dype = self._extrapolated(stage)
+        sigmas = timesteps.detach().to("cpu", torch.float64).div(1000).tolist() if dype else []
         with self._dype(stage):
             for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
                 t = timesteps[i]
+                if dype:
+                    self.denoiser.set_time(sigmas[i])
                 model_in = scale_input(scheduler, latents, t)
                 pred = self.predict(self._controlled(Views(model_in, [(0, 0)]), control, i), t)
                 latents = self._step(scheduler, pred, t, latents)
@@ -506,6 +510,7 @@ class DemoFusionSampler:
         with self._dype(stage):
             for n, i in enumerate(range(stage.start_step, self.plan.steps), start=1):
                 t = timesteps[i]
+                self.denoiser.set_time(cpu_timesteps[i] / 1000.0)
                 if r.skip_residual:
                     cf = V.cosine_factor(cpu_timesteps[i], self.num_train_timesteps)
                     latents = M.skip_residual(latents, levels[i], cf, r.cosine_scale_1)

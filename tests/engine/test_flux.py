@@ -267,3 +267,34 @@ def test_guidance_rescale_acts_on_true_cfg(pipe: Any) -> None:
     (rescaled,) = list(run_stages(pipe, request.replace(guidance_rescale=0.7), 2))
     assert not torch.allclose(plain.latents, rescaled.latents)
     assert torch.isfinite(rescaled.latents).all()
+
+
+def test_dype_gets_every_steps_sigma_before_its_call(
+    pipe: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 51: the position embedding follows the schedule; each transformer call sees its step's sigma.
+    DyPE stages shift by max_shift (rule 52), so stage 2's sigmas are the scheduler's at mu = max_shift."""
+    from demofusion_app.engine import dype
+
+    seen: list[tuple[float, float]] = []
+    forward = dype.DyPEPosEmbed.forward
+
+    def spy(self: Any, ids: torch.Tensor) -> Any:
+        seen.append((self.sigma, self.kappa))
+        return forward(self, ids)
+
+    monkeypatch.setattr(dype.DyPEPosEmbed, "forward", spy)
+    steps = 4
+    list(run_stages(pipe, _request(dype=True, steps=steps), 3))
+    scheduler = make_scheduler(pipe.scheduler.config, "euler", steps=steps)
+    set_schedule(scheduler, steps, mu=pipe.scheduler.config.max_shift)
+    expected = [float(s) for s in scheduler.sigmas[:steps]]
+    assert [s for s, _ in seen] == pytest.approx(expected, abs=1e-6)
+    assert [k for _, k in seen] == pytest.approx([s**2 for s in expected], abs=1e-6)
+
+
+def test_position_ids_stay_exact_past_what_bfloat16_counts() -> None:
+    """A DyPE view of 8192 px has 512 tokens a side; bfloat16 would round id 257 to 256 (rule 45)."""
+    ids = X.image_ids(513, 2)
+    assert ids.dtype == torch.float32 and ids[-1].tolist() == [0.0, 512.0, 1.0]
+    assert ids.to(torch.bfloat16)[257 * 2, 1].item() != 257  # why they stay float32
