@@ -29,10 +29,8 @@ import copy
 import gc
 import itertools
 import json
-import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,61 +43,6 @@ GiB = 1024**3
 TARGET_STEPS = 28
 SIDE = 2048
 PROMPT = "a lighthouse on a cliff at dusk, detailed"
-CONFIGS = Path(__file__).resolve().parents[1] / "resources" / "model_configs" / "flux-dev"
-
-# FLUX.1-dev's published configs, used where resources/model_configs/flux-dev is missing.
-TRANSFORMER = {
-    "patch_size": 1,
-    "in_channels": 64,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "attention_head_dim": 128,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768,
-    "guidance_embeds": True,
-    "axes_dims_rope": [16, 56, 56],
-}
-T5_XXL = {
-    "vocab_size": 32128,
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "relative_attention_num_buckets": 32,
-    "relative_attention_max_distance": 128,
-    "feed_forward_proj": "gated-gelu",
-    "layer_norm_epsilon": 1e-6,
-    "is_encoder_decoder": False,
-    "use_cache": False,
-}
-CLIP_L = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "projection_dim": 768,
-    "hidden_act": "quick_gelu",
-}
-VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 16,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "scaling_factor": 0.3611,
-    "shift_factor": 0.1159,
-    "use_quant_conv": False,
-    "use_post_quant_conv": False,
-    "sample_size": 1024,
-    "force_upcast": True,
-}
 
 
 @dataclass
@@ -118,76 +61,12 @@ class RunFigures:
     estimated_per_view_gib: float | None = None
 
 
-def _config(component: str, fallback: dict[str, Any]) -> dict[str, Any]:
-    path = CONFIGS / component / "config.json"
-    if path.is_file():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {k: v for k, v in data.items() if not k.startswith("_")}
-    return dict(fallback)
-
-
-def _random_init_(module: Any, seed: int) -> None:
-    """Weights drawn on their device: matrices N(0, 1/fan_in), norm scales 1, biases 0 (activations stay O(1)
-    through the blocks, so no inf or NaN arithmetic skews the timing)."""
-    import torch
-
-    g = torch.Generator(next(module.parameters()).device).manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()), generator=g)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:
-                p.fill_(1.0)
-
-
 def build_flux_dev_shaped(device: str, dtype: Any) -> Any:
-    """FLUX.1-dev's architecture with random weights, built on `device` (minutes on a CPU: use a GPU)."""
-    import torch
-    from diffusers import AutoencoderKL, FluxPipeline, FluxTransformer2DModel
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        T5Config,
-        T5EncoderModel,
-        T5TokenizerFast,
-    )
+    """FLUX.1-dev's architecture with random weights, built on `device` from the shipped configs (the
+    `bench` command's builder, so both time the same model)."""
+    from demofusion_app.cli.bench import build_flux_dev_shaped_pipeline
 
-    from demofusion_app.models.synthetic import write_tiny_tokenizer
-    from demofusion_app.models.synthetic_flux import flux_scheduler, write_tiny_t5_tokenizer
-
-    folder = Path(tempfile.mkdtemp(prefix="df-flux-tok-"))
-    clip_dir = write_tiny_tokenizer(folder / "clip")
-    clip_tok = CLIPTokenizer(
-        str(clip_dir / "vocab.json"), str(clip_dir / "merges.txt"), model_max_length=77
-    )
-    t5_tok = T5TokenizerFast.from_pretrained(str(write_tiny_t5_tokenizer(folder / "t5")))
-    # The two large models are made without memory and then drawn in place on the device.
-    with torch.device("meta"):
-        transformer = FluxTransformer2DModel(**_config("transformer", TRANSFORMER))
-        t5 = T5EncoderModel(T5Config(**_config("text_encoder_2", T5_XXL)))
-    transformer = transformer.to_empty(device=device).to(dtype)
-    t5 = t5.to_empty(device=device).to(dtype)
-    _random_init_(transformer, 0)
-    _random_init_(t5, 1)
-    with torch.no_grad():
-        transformer.proj_out.weight.mul_(0.1)
-    torch.manual_seed(2)
-    clip = CLIPTextModel(CLIPTextConfig(**_config("text_encoder", CLIP_L))).to(device, dtype)
-    vae = AutoencoderKL(**_config("vae", VAE)).to(device, dtype)
-    pipe = FluxPipeline(
-        scheduler=flux_scheduler(4096),
-        vae=vae,
-        text_encoder=clip,
-        tokenizer=clip_tok,
-        text_encoder_2=t5,
-        tokenizer_2=t5_tok,
-        transformer=transformer,
-    )
-    for module in (transformer, t5, clip, vae):
-        module.eval()
+    pipe = build_flux_dev_shaped_pipeline(device, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
