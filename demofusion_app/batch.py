@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -94,12 +95,19 @@ def request_for(base: Request, source: Path, picture: Image, warn: Any = None) -
     """`base` for `source`: prompt, negative prompt and seed from the picture's own metadata where it
     has them, the flags' (`base`) where it has none."""
     from .imaging.metadata import read_metadata
+    from .models.geometry import picture_family_warning
 
     found = read_metadata(picture)
     for text in found.warnings:
         if warn is not None:
             warn(text)
     changes: dict[str, Any] = {"init_image": str(source)}
+    mismatch = picture_family_warning(found, base.model) if found.source != "none" else None
+    if mismatch:
+        # Logged as the reader's own warnings are (the command line prints them), and told to `warn`.
+        logging.getLogger(__name__).warning("%s: %s", source.name, mismatch)
+        if warn is not None:
+            warn(mismatch)
     if found.source != "none":
         if found.prompt:
             changes["prompt"] = found.prompt

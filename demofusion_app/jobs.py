@@ -9,6 +9,7 @@ for is lost.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -309,12 +310,18 @@ def _fill_from_metadata(request: Request, picture: Image, warn: Warn) -> Request
     cap) is told to `warn`: it is the picture's mistake, not the artist's, and must not read as one.
     """
     from .imaging.metadata import read_metadata
+    from .models.geometry import picture_family_warning
 
     found = read_metadata(picture)
     for text in found.warnings:
         warn(text)
     if found.source == "none":
         return request
+    mismatch = picture_family_warning(found, request.model)
+    if mismatch:
+        # Logged as the reader's own warnings are (the command line prints them), and told to `warn`.
+        logging.getLogger(__name__).warning("%s", mismatch)
+        warn(mismatch)
     changes: dict[str, Any] = {}
     if found.prompt:
         changes["prompt"] = found.prompt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from demofusion_app.engine.geometry import (
     FAMILY_GEOMETRY,
@@ -13,8 +14,12 @@ from demofusion_app.engine.geometry import (
     flux_window,
     scale_factor,
 )
+from demofusion_app.imaging.readers.record import family_warning
 
 from .regular_files import read_json
+
+if TYPE_CHECKING:
+    from demofusion_app.imaging.metadata import FoundMetadata
 
 
 def geometry_of(model: str, family: str | None = None) -> Geometry:
@@ -60,3 +65,20 @@ def geometry_of(model: str, family: str | None = None) -> Geometry:
     if any(word in lowered for word in ("sd15", "sd1.5", "sd-1-5", "v1-5", "stable-diffusion-v1")):
         return SD15
     return SDXL
+
+
+def family_of(model: str) -> str | None:
+    """The model's family as far as its geometry tells, without loading it: "flux", "sdxl", "sd15" or
+    "sd2-v" (a window of 64 latent pixels is SD 1.5's and SD 2.x's 512 px models'); None for no model."""
+    if not model:
+        return None
+    geometry = geometry_of(model)
+    if geometry.guidance_in_model:
+        return "flux"
+    return {SD15.window: "sd15", 96: "sd2-v"}.get(geometry.window, "sdxl")
+
+
+def picture_family_warning(found: FoundMetadata, model: str) -> str | None:
+    """A line when a picture was made with another kind of model than `model` (a FLUX picture upscaled
+    with an SDXL model, or the reverse); only a warning, the upscale runs with `model`."""
+    return family_warning(found, family_of(model))

@@ -12,9 +12,8 @@ from PIL import Image
 
 from demofusion_app.cli import EXIT_OK, EXIT_USAGE, build_parser, main, request_from_args
 from demofusion_app.cli import models as cli_models
-from demofusion_app.cli.app import FLUX_GUIDANCE
 from demofusion_app.cli.errors import cli_message, flag_of
-from demofusion_app.engine.request import Request, RequestError
+from demofusion_app.engine.request import FLUX_GUIDANCE, Request, RequestError
 
 
 def _parse(command: str, model: str, *extra: str) -> Request:
@@ -247,3 +246,26 @@ def test_generate_and_upscale_on_flux_with_dype_write_pngs(
         assert image.size == (384, 384)
     request = _recorded(big)
     assert request["dype"] is True and request["prompt"] == "a castle in the sky"
+
+
+def test_upscaling_a_flux_picture_with_an_sdxl_model_warns(
+    tmp_path: Path, tiny_sdxl_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Forge FLUX picture upscaled with an SDXL model: the prompt is used, and one line says the picture
+    was made with FLUX; the run goes on."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a lighthouse\nSteps: 20, Sampler: Euler, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 5, "
+        "Size: 64x64, Model: flux1-dev",
+    )
+    picture = tmp_path / "flux.png"
+    Image.new("RGB", (64, 64), (90, 120, 200)).save(picture, pnginfo=info)
+    argv = ["upscale", str(picture), "--model", str(tiny_sdxl_dir), "--device", "cpu"]
+    argv += ["--scale", "2", "--steps", "1", "--output", str(tmp_path / "big.png")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "Made with FLUX, and the chosen model is SDXL" in err
+    assert (tmp_path / "big.png").is_file()

@@ -31,6 +31,7 @@ from PySide6.QtGui import QImage
 
 from demofusion_app.engine.request import RequestError
 from demofusion_app.imaging.images import ImageError
+from demofusion_app.imaging.readers.record import family_warning
 from demofusion_app.store.settings import SettingsStore
 
 from ..panels.upscale_panel import UpscalePanel
@@ -43,7 +44,6 @@ from .upscale_sources import (
     Source,
     SourceQueue,
     State,
-    family_warning,
     form_values,
     offers,
     origin_line,

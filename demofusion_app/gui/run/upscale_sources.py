@@ -48,16 +48,6 @@ GUIDANCE_RANGE = (0.0, 50.0)  # as the request accepts it
 TRUE_CFG_RANGE = (1.0, 30.0)  # as the plan accepts it for FLUX
 # Model families as metadata and discovery name them, in words; families of one group are one kind of
 # model to a picture's settings (an SD 1.5 picture suits an SD 2.x model better than FLUX).
-FAMILY_NAMES = {
-    "flux": "FLUX",
-    "sdxl": "SDXL",
-    "sd15": "SD 1.5",
-    "sd2": "SD 2.x",
-    "sd2-v": "SD 2.x",
-    "sd": "SD 1.x or 2.x",
-    "sd3": "SD 3",
-}
-_FAMILY_GROUPS = {"sd15": "sd", "sd2": "sd", "sd2-v": "sd"}
 _SHORT = 40  # characters of a value shown on a checkbox; the tooltip has all of it
 
 
@@ -295,27 +285,6 @@ def _flux_guidance(found: FoundMetadata) -> Offer:
     if problems:
         tip += f" Not used: {'; '.join(problems)}."
     return Offer("cfg", text, tip, values)
-
-
-def family_name(family: str) -> str:
-    """A model family in words ("FLUX", "SDXL", "SD 1.5"...); an unknown one as it is written."""
-    return FAMILY_NAMES.get(family, family)
-
-
-def family_warning(found: FoundMetadata, model_family: str | None) -> str | None:
-    """A line saying the picture was made with another kind of model than the chosen one (a FLUX
-    picture and an SDXL model, or the reverse); None when they match or either is unknown. Only a
-    warning: the upscale runs with the chosen model all the same."""
-    picture = found.family
-    if not picture or not model_family:
-        return None
-    if _FAMILY_GROUPS.get(picture, picture) == _FAMILY_GROUPS.get(model_family, model_family):
-        return None
-    return (
-        f"Made with {family_name(picture)}, and the chosen model is {family_name(model_family)}: "
-        "the picture's prompt and values may suit it less. The upscale still runs, with the "
-        "chosen model."
-    )
 
 
 def _warning(found: FoundMetadata, word: str) -> str | None:

@@ -258,3 +258,37 @@ def true_cfg_of(cfg: float | None) -> float | None:
     if cfg is None or not math.isfinite(cfg):
         return None
     return max(1.0, float(cfg))
+
+
+# A model family in words, and the families that are one kind of model for a picture's prompt and values.
+FAMILY_NAMES = {
+    "flux": "FLUX",
+    "sdxl": "SDXL",
+    "sd15": "SD 1.5",
+    "sd2": "SD 2.x",
+    "sd2-v": "SD 2.x",
+    "sd": "SD 1.x or 2.x",
+    "sd3": "SD 3",
+}
+_FAMILY_GROUPS = {"sd15": "sd", "sd2": "sd", "sd2-v": "sd"}
+
+
+def family_name(family: str) -> str:
+    """A model family in words ("FLUX", "SDXL", "SD 1.5"...); an unknown one as it is written."""
+    return FAMILY_NAMES.get(family, family)
+
+
+def family_warning(found: FoundMetadata, model_family: str | None) -> str | None:
+    """A line saying the picture was made with another kind of model than the chosen one (a FLUX
+    picture and an SDXL model, or the reverse); None when they match or either is unknown. Only a
+    warning: the upscale runs with the chosen model all the same."""
+    picture = found.family
+    if not picture or not model_family:
+        return None
+    if _FAMILY_GROUPS.get(picture, picture) == _FAMILY_GROUPS.get(model_family, model_family):
+        return None
+    return (
+        f"Made with {family_name(picture)}, and the chosen model is {family_name(model_family)}: "
+        "the picture's prompt and values may suit it less. The upscale still runs, with the "
+        "chosen model."
+    )
