@@ -64,7 +64,7 @@ class RunFigures:
 def build_flux_dev_shaped(device: str, dtype: Any) -> Any:
     """FLUX.1-dev's architecture with random weights, built on `device` from the shipped configs (the
     `bench` command's builder, so both time the same model)."""
-    from demofusion_app.cli.bench import build_flux_dev_shaped_pipeline
+    from demofusion_app.models.synthetic_flux import build_flux_dev_shaped_pipeline
 
     pipe = build_flux_dev_shaped_pipeline(device, dtype)
     pipe.set_progress_bar_config(disable=True)

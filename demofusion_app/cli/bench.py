@@ -304,88 +304,6 @@ def _peak_pixels(args: argparse.Namespace) -> int:
     return width * (args.height or width)
 
 
-def build_flux_dev_shaped_pipeline(device: Any, dtype: Any, seed: int = 0) -> Any:
-    """FLUX.1-dev's architecture with random weights (the 11.9 G transformer, T5-XXL, CLIP-L, the
-    16-channel VAE), built from the shipped configs (`resources/model_configs/flux-dev`) for timing.
-
-    The weights are made on `device` in `dtype` (a GPU draws them in seconds, with no float32 copy of 17 G
-    parameters in host memory); "meta" builds the shapes alone. The tokenizers are the shipped CLIP and T5
-    vocabularies. The output layer is scaled down so that random weights keep the latents in a realistic
-    range over many steps: the timing must not depend on inf or NaN arithmetic.
-    """
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        FluxPipeline,
-        FluxTransformer2DModel,
-    )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        T5Config,
-        T5EncoderModel,
-        T5TokenizerFast,
-    )
-
-    from ..models.sources import config_dir_for
-    from ..resources import resource_path
-
-    folder = config_dir_for("flux", "", "dev")
-    clip_files = resource_path("clip")
-    clip_tok = CLIPTokenizer(
-        str(clip_files / "vocab.json"),
-        str(clip_files / "merges.txt"),
-        **_tokenizer_settings(folder / "tokenizer"),
-    )
-    t5_tok = T5TokenizerFast(
-        tokenizer_file=str(resource_path("t5", "tokenizer.json")),
-        **_tokenizer_settings(folder / "tokenizer_2"),
-    )
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(
-        FlowMatchEulerDiscreteScheduler.load_config(str(folder / "scheduler"))
-    )
-    previous = torch.get_default_dtype()
-    torch.manual_seed(seed)
-    try:
-        torch.set_default_dtype(dtype)
-        with torch.device(device):
-            transformer = FluxTransformer2DModel.from_config(
-                FluxTransformer2DModel.load_config(str(folder / "transformer"))
-            )
-            t5 = T5EncoderModel(
-                T5Config.from_json_file(str(folder / "text_encoder_2" / "config.json"))
-            )
-            clip = CLIPTextModel(
-                CLIPTextConfig.from_json_file(str(folder / "text_encoder" / "config.json"))
-            )
-            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
-    finally:
-        torch.set_default_dtype(previous)
-    with torch.no_grad():
-        transformer.proj_out.weight.mul_(0.1)
-    pipe = FluxPipeline(
-        scheduler=scheduler,
-        vae=vae,
-        text_encoder=clip,
-        tokenizer=clip_tok,
-        text_encoder_2=t5,
-        tokenizer_2=t5_tok,
-        transformer=transformer,
-    )
-    for module in (transformer, t5, clip, vae):
-        module.eval()
-    return pipe
-
-
-def _tokenizer_settings(folder: Path) -> dict[str, Any]:
-    """The settings of a shipped `tokenizer_config.json` that a tokenizer built from a vocabulary takes."""
-    settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    keys = ("model_max_length", "pad_token", "bos_token", "eos_token", "unk_token", "extra_ids")
-    return {k: settings[k] for k in keys if k in settings}
-
-
 def _pipeline(args: argparse.Namespace, family: str, quantize: str) -> tuple[Any, str, Any]:
     """The pipeline to time as a `LoadedPipeline` (a `--model` loaded quantised as `quantize` says; the
     random ones are quantised later, after their FLOPs are counted), its label, and the device facts."""
@@ -412,7 +330,7 @@ def _pipeline(args: argparse.Namespace, family: str, quantize: str) -> tuple[Any
     if family == "flux" and args.dtype == "auto" and facts.kind == "cuda" and facts.bf16_supported:
         dtype = torch.bfloat16  # FLUX.1 is a bfloat16 model; float16 overflows in its activations
     if family == "flux":
-        from ..models.synthetic_flux import build_tiny_flux_pipeline
+        from ..models.synthetic_flux import build_flux_dev_shaped_pipeline, build_tiny_flux_pipeline
 
         if facts.kind == "cpu":
             pipe = build_tiny_flux_pipeline().to(dtype=torch.float32)

@@ -56,6 +56,19 @@ def equal_chunks(n: int, batch_size: int) -> list[int]:
     return [base + 1] * extra + [base] * (k - extra)
 
 
+def chunk_bounds(total: int, batch_size: int, equal: bool) -> list[tuple[int, int]]:
+    """(start, end) of each denoiser call over `total` views: `batch_size` at a time (the last call takes
+    the rest), or with `equal` the near-equal chunks of `equal_chunks` (a compiled denoiser: fewer graph
+    shapes, no small last chunk)."""
+    if not equal:
+        return [(a, min(a + batch_size, total)) for a in range(0, total, batch_size)]
+    bounds, a = [], 0
+    for size in equal_chunks(total, batch_size):
+        bounds.append((a, a + size))
+        a += size
+    return bounds
+
+
 def max_chunk(batch_size: int) -> int:
     """The largest chunk `equal_chunks` can give for this batch size."""
     return max(1, batch_size) + int(max(1, batch_size) * OVERSHOOT)

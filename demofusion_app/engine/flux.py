@@ -11,7 +11,6 @@ token count of a native-size view (rule 46); the skip residual noises by flow ma
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .compile import equal_chunks, is_compiled
+from .compile import chunk_bounds, is_compiled
 from .events import CancelToken
 from .mechanisms import Views, rescale_guidance
 
@@ -158,17 +157,6 @@ class FluxDenoiser:
         self.text_ids = torch.zeros(embeds.shape[1], 3, device=device)
         self._ids: dict[tuple[int, int], torch.Tensor] = {}
 
-    def _bounds(self, total: int) -> list[tuple[int, int]]:
-        """(start, end) of each transformer call over `total` views: `batch_size` at a time, or near-equal
-        chunks for a compiled transformer (fewer graph shapes, no small last chunk)."""
-        if not is_compiled(self.transformer):
-            return [(a, min(a + self.batch_size, total)) for a in range(0, total, self.batch_size)]
-        bounds, a = [], 0
-        for size in equal_chunks(total, self.batch_size):
-            bounds.append((a, a + size))
-            a += size
-        return bounds
-
     def _image_ids(self, rows: int, cols: int) -> torch.Tensor:
         ids = self._ids.get((rows, cols))
         if ids is None:
@@ -194,7 +182,8 @@ class FluxDenoiser:
         out = torch.empty_like(inputs, dtype=torch.float32)
         ids = self._image_ids((h + ph) // PATCH, (w + pw) // PATCH)
         sigma = t.to(self.device, torch.float32) / 1000.0
-        for a, b in self._bounds(inputs.shape[0]):
+        equal = is_compiled(self.transformer)
+        for a, b in chunk_bounds(inputs.shape[0], self.batch_size, equal):
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
             chunk = inputs[a:b]
@@ -256,8 +245,3 @@ def native_tokens(window: int, first_stage: tuple[int, int]) -> int:
     stage 1 where that is smaller), never the stage's own."""
     h, w = first_stage
     return (min(h, window) // PATCH) * (min(w, window) // PATCH) if h and w else window**2 // 4
-
-
-def side_tokens(length: int) -> int:
-    """Tokens along a side of `length` latent pixels (an odd side is padded by one)."""
-    return math.ceil(length / PATCH)

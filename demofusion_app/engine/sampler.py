@@ -20,7 +20,7 @@ import torch
 from . import control as C
 from . import mechanisms as M
 from . import views as V
-from .compile import equal_chunks, is_compiled, max_chunk
+from .compile import chunk_bounds, is_compiled, max_chunk
 from .events import CancelToken, StageStarted, StepDone
 from .flux import native_tokens as flux_native_tokens
 from .geometry import model_family, model_geometry
@@ -138,22 +138,12 @@ class Denoiser:
 
         return take(self.context), take(self.pooled) if self.sdxl else None
 
-    def _bounds(self, total: int) -> list[tuple[int, int]]:
-        """(start, end) of each UNet chunk of `total` views."""
-        if not self.equal:
-            return [(a, min(a + self.batch_size, total)) for a in range(0, total, self.batch_size)]
-        bounds, a = [], 0
-        for size in equal_chunks(total, self.batch_size):
-            bounds.append((a, a + size))
-            a += size
-        return bounds
-
     def predict(self, views: Views, t: torch.Tensor) -> torch.Tensor:
         """Guided model output (float32) for each view (a `Predict`); inputs already scaled for step t."""
         inputs, crops = views.inputs, views.crops
         out = torch.empty_like(inputs, dtype=torch.float32)
         h, w = self.size
-        for a, b in self._bounds(inputs.shape[0]):
+        for a, b in chunk_bounds(inputs.shape[0], self.batch_size, self.equal):
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
             chunk = inputs[a:b].to(self.dtype)

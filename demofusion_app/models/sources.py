@@ -284,7 +284,7 @@ def config_dir_for(family: str, prediction_type: str, variant: str = "") -> Path
     return resource_path("model_configs", name)
 
 
-def _shared_tokenizers(config_dir: Path) -> dict[str, Any]:
+def shared_tokenizers(config_dir: Path) -> dict[str, Any]:
     """Tokenizers for config folders that ship only tokenizer_config.json: CLIP's on resources/clip,
     T5's (FLUX) on resources/t5."""
     from transformers import CLIPTokenizer, T5TokenizerFast
@@ -321,7 +321,7 @@ def _config_tokenizers(config_dir: Path) -> dict[str, Any]:
     """Every tokenizer a config folder names: the shared ones, and those it ships in full."""
     import transformers
 
-    built = _shared_tokenizers(config_dir)
+    built = shared_tokenizers(config_dir)
     index = _read_json(config_dir / "model_index.json")
     for name in ("tokenizer", "tokenizer_2"):
         listed = index.get(name)
@@ -451,7 +451,7 @@ def load_components(
                 else config_dir_for(source.family, source.prediction_type)
             )
             parts = {
-                **_shared_tokenizers(config),
+                **shared_tokenizers(config),
                 "scheduler": _scheduler(config, source.prediction_type),
             }
             pipe = _from_single_file(pipeline_class, source, config, dtype, {**parts, **extra})

@@ -102,7 +102,7 @@ def build_tiny_flux_pipeline(seed: int = 0, guidance_embeds: bool = True, native
     that 50 Euler steps stay in a realistic range.
     """
     import torch
-    from diffusers import FluxPipeline, FluxTransformer2DModel
+    from diffusers import FluxTransformer2DModel
 
     folder = Path(tempfile.mkdtemp(prefix="df-tok-"))
     clip_tok = clip_tokenizer(write_tiny_tokenizer(folder / "clip"))
@@ -120,25 +120,80 @@ def build_tiny_flux_pipeline(seed: int = 0, guidance_embeds: bool = True, native
         guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 6, 6),
     )
-    with torch.no_grad():
-        transformer.proj_out.weight.mul_(0.1)
     clip = tiny_text_encoder(32, 2, len(clip_tok))
     tokens = (native // 16) ** 2
+    vae = _vae()  # drawn before T5, as they always were: the tiny model's weights stay the same
+    t5 = _t5(len(t5_tok))
+    return _assemble(transformer, t5, clip, vae, flux_scheduler(tokens), t5_tok, clip_tok)
+
+
+def _assemble(
+    transformer: Any, t5: Any, clip: Any, vae: Any, scheduler: Any, t5_tok: Any, clip_tok: Any
+) -> Any:
+    """A FluxPipeline of freshly built random networks: the transformer's output layer scaled down so that
+    many Euler steps stay in a realistic range (no inf or NaN arithmetic), every network in eval mode.
+
+    Built modules start in training mode (T5's dropout would make every encoding differ); loaded ones
+    are in eval mode, and so are these."""
+    import torch
+    from diffusers import FluxPipeline
+
+    with torch.no_grad():
+        transformer.proj_out.weight.mul_(0.1)
     pipe = FluxPipeline(
-        scheduler=flux_scheduler(tokens),
-        vae=_vae(),
+        scheduler=scheduler,
+        vae=vae,
         text_encoder=clip,
         tokenizer=clip_tok,
-        text_encoder_2=_t5(len(t5_tok)),
+        text_encoder_2=t5,
         tokenizer_2=t5_tok,
         transformer=transformer,
     )
-    # Built modules start in training mode (T5's dropout would make every encoding differ); loaded ones
-    # are in eval mode, and so is this.
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.eval()
+    for module in (transformer, t5, clip, vae):
+        module.eval()
     return pipe
+
+
+def build_flux_dev_shaped_pipeline(device: Any, dtype: Any, seed: int = 0) -> Any:
+    """FLUX.1-dev's architecture with random weights (the 11.9 G transformer, T5-XXL, CLIP-L, the
+    16-channel VAE), built from the shipped configs (`resources/model_configs/flux-dev`) for timing
+    (`bench`, tools/gpu_bench_flux.py).
+
+    The weights are made on `device` in `dtype` (a GPU draws them in seconds, with no float32 copy of 17 G
+    parameters in host memory); "meta" builds the shapes alone. The tokenizers are the shipped CLIP and T5
+    vocabularies, as a single file's load gets them.
+    """
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from .sources import config_dir_for, shared_tokenizers
+
+    folder = config_dir_for("flux", "", "dev")
+    tokenizers = shared_tokenizers(folder)
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+        FlowMatchEulerDiscreteScheduler.load_config(str(folder / "scheduler"))
+    )
+    previous = torch.get_default_dtype()
+    torch.manual_seed(seed)
+    try:
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            transformer = FluxTransformer2DModel.from_config(
+                FluxTransformer2DModel.load_config(str(folder / "transformer"))
+            )
+            t5 = T5EncoderModel(
+                T5Config.from_json_file(str(folder / "text_encoder_2" / "config.json"))
+            )
+            clip = CLIPTextModel(
+                CLIPTextConfig.from_json_file(str(folder / "text_encoder" / "config.json"))
+            )
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(folder / "vae")))
+    finally:
+        torch.set_default_dtype(previous)
+    return _assemble(
+        transformer, t5, clip, vae, scheduler, tokenizers["tokenizer_2"], tokenizers["tokenizer"]
+    )
 
 
 def _t5_tokenizer(folder: Path) -> Any:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from demofusion_app.cli import main
-from demofusion_app.cli.bench import build_flux_dev_shaped_pipeline, flux_flops_per_evaluation
+from demofusion_app.cli.bench import flux_flops_per_evaluation
 from demofusion_app.engine.geometry import Geometry
 from demofusion_app.engine.plan import make_plan
 from demofusion_app.engine.request import Request
+from demofusion_app.models.synthetic_flux import build_flux_dev_shaped_pipeline
 
 # The tiny FLUX pipeline's geometry (models/synthetic_flux.py): 128 px native, window 16 latents, 2x2 tokens.
 TINY_FLUX = Geometry(8, 16, patch=2, guidance_in_model=True)

@@ -251,13 +251,24 @@ def test_a_compiled_transformer_gets_equal_chunks(pipe: Any) -> None:
     emb = X.encode_flux_prompts(pipe, "a cat", "", cfg=False, device=torch.device("cpu"))
     options = dict(guidance=3.5, true_cfg=1.0, cfg=False, device=torch.device("cpu"), cancel=None)
     den = X.FluxDenoiser(pipe, emb, batch_size=4, **options)
-    assert [b - a for a, b in den._bounds(13)] == [4, 4, 4, 1]
-    setattr(pipe.transformer, COMPILED_MARK, True)
+    views = Views(torch.randn(13, 16, 16, 16), [(0, 0)] * 13)
+    calls: list[int] = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs["hidden_states"].shape[0]),
+        with_kwargs=True,
+    )
     try:
-        sizes = [b - a for a, b in den._bounds(13)]
+        den.predict(views, torch.tensor(500.0))
+        assert calls == [4, 4, 4, 1]
+        calls.clear()
+        setattr(pipe.transformer, COMPILED_MARK, True)
+        try:
+            den.predict(views, torch.tensor(500.0))
+        finally:
+            delattr(pipe.transformer, COMPILED_MARK)
     finally:
-        delattr(pipe.transformer, COMPILED_MARK)
-    assert sum(sizes) == 13 and max(sizes) - min(sizes) <= 1 and len(sizes) <= 4
+        hook.remove()
+    assert sum(calls) == 13 and max(calls) - min(calls) <= 1 and len(calls) <= 4
 
 
 def test_guidance_rescale_acts_on_true_cfg(pipe: Any) -> None:

@@ -365,9 +365,9 @@ def test_shipped_flux_configs_describe_the_real_networks() -> None:
 
 
 def test_t5_vocabulary_ships_and_tokenizes_like_t5(no_network: list[str]) -> None:
-    from demofusion_app.models.sources import _shared_tokenizers
+    from demofusion_app.models.sources import shared_tokenizers
 
-    tokenizers = _shared_tokenizers(config_dir_for("flux", "flow", "schnell"))
+    tokenizers = shared_tokenizers(config_dir_for("flux", "flow", "schnell"))
     t5 = tokenizers["tokenizer_2"]
     assert len(t5) == 32100 and t5.model_max_length == 512
     assert (t5.pad_token_id, t5.eos_token_id, t5.unk_token_id) == (0, 1, 2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from demofusion_app.models.sources import _shared_tokenizers, config_dir_for
+from demofusion_app.models.sources import config_dir_for, shared_tokenizers
 from demofusion_app.resources import resource_path
 
 CAT_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]
@@ -51,7 +51,7 @@ def test_derivation_script_rebuilds_the_shipped_vocabulary() -> None:
     ],
 )
 def test_shipped_tokenizers_use_the_real_vocabulary(family: str, prediction: str, pads) -> None:
-    tokenizers = _shared_tokenizers(config_dir_for(family, prediction))
+    tokenizers = shared_tokenizers(config_dir_for(family, prediction))
     assert {name: t.pad_token for name, t in tokenizers.items()} == pads
     for tokenizer in tokenizers.values():
         assert tokenizer.model_max_length == 77
